@@ -1,0 +1,1 @@
+"""ml-collections recipes: one file per recipe, each with `get_config(arg)`."""

@@ -1,0 +1,1 @@
+"""Command-line programs: train, evaluate, enhance, separate, score, summary."""

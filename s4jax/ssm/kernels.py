@@ -1,0 +1,351 @@
+"""Convolution kernels of diagonal (S4D) and DPLR (S4) state-space models.
+
+Both kernels are pure functions of the continuous parameters and compose with
+`jit`, `vmap` and `grad`. Neither materialises an `(H, N, L)` tensor:
+
+* `vandermonde_kernel` splits positions `l = m c + j` so that
+  `Abar^l = Abar^(m c) Abar^j`; the sum over states becomes one batched real
+  matrix product of `(H, M, N)` by `(H, N, c)` with `M c >= L`, `c ~ sqrt(L)`.
+* `cauchy_kernel` evaluates the truncated generating function at the `L/2+1`
+  non-redundant `L`-th roots of unity (the Cauchy + Woodbury method of Gu et
+  al., ICLR 2022, section 3.3 and state-spaces/s4 `SSMKernelDPLR`), folds each
+  conjugate pair into a single reciprocal, processes the nodes in chunks under
+  `jax.checkpoint`, and returns to the time domain with one inverse real FFT.
+
+Shapes: `H` channels, `N2` conjugate pairs (state size `N = 2 N2`), `R` rank of
+the low-rank term, `L` kernel length. Complex inputs are complex64 (complex128
+under x64).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from s4jax.ssm import discretize
+
+# Nodes per chunk of the Cauchy reduction; the live intermediate is about
+# (H, NODE_CHUNK, N2) complex numbers.
+NODE_CHUNK = 512
+
+
+def _real_dtype(x: jnp.ndarray) -> jnp.dtype:
+  return jnp.finfo(x.dtype).dtype
+
+
+def _split(length: int) -> tuple[int, int]:
+  """Factors positions `l = m * cols + j` with `rows * cols >= length`."""
+  cols = math.isqrt(max(length - 1, 0)) + 1
+  return -(-length // cols), cols
+
+
+def vandermonde(
+    coef: jnp.ndarray, log_abar: jnp.ndarray, length: int
+) -> jnp.ndarray:
+  """`2 Re sum_n coef[..., h, n] exp(l log_abar[h, n])` for `l < length`.
+
+  Args:
+    coef: complex `(..., H, N2)`.
+    log_abar: complex `(H, N2)`.
+    length: number of positions (static).
+
+  Returns:
+    Real `(..., H, length)`.
+  """
+  rows, cols = _split(length)
+  rdt = _real_dtype(log_abar)
+  j = jnp.arange(cols, dtype=rdt)
+  m = jnp.arange(rows, dtype=rdt) * cols
+  inner = jnp.exp(log_abar[..., None] * j)  # (H, N2, c)
+  outer = coef[..., None] * jnp.exp(log_abar[..., None] * m)  # (..., H, N2, M)
+  # Re(x y) = Re x Re y - Im x Im y as one real contraction over 2 N2 terms.
+  lhs = jnp.concatenate([outer.real, -outer.imag], axis=-2)
+  rhs = jnp.concatenate([inner.real, inner.imag], axis=-2)
+  k = 2 * jnp.einsum('...hnm,hnj->...hmj', lhs, rhs)
+  return k.reshape(*k.shape[:-2], rows * cols)[..., :length]
+
+
+def vandermonde_transpose(u: jnp.ndarray, log_abar: jnp.ndarray) -> jnp.ndarray:
+  """`sum_s u[..., h, s] exp(s log_abar[h, n])`, the transpose of `vandermonde`.
+
+  Args:
+    u: real `(..., H, T)`.
+    log_abar: complex `(H, N2)`.
+
+  Returns:
+    Complex `(..., H, N2)`.
+  """
+  length = u.shape[-1]
+  rows, cols = _split(length)
+  rdt = _real_dtype(log_abar)
+  u = jnp.pad(u, [(0, 0)] * (u.ndim - 1) + [(0, rows * cols - length)])
+  u = u.reshape(*u.shape[:-1], rows, cols)
+  inner = jnp.exp(log_abar[..., None] * jnp.arange(cols, dtype=rdt))
+  part = jnp.einsum('...hmj,hnj->...hmn', u, inner.real) + 1j * jnp.einsum(
+      '...hmj,hnj->...hmn', u, inner.imag
+  )  # (..., H, M, N2)
+  outer = jnp.exp(log_abar[..., None, :] * (jnp.arange(rows, dtype=rdt) * cols)[:, None])
+  return jnp.sum(part * outer, axis=-2)
+
+
+def vandermonde_kernel(
+    a: jnp.ndarray,
+    b: jnp.ndarray,
+    c: jnp.ndarray,
+    dt: jnp.ndarray,
+    length: int,
+    discretization: str = 'zoh',
+) -> jnp.ndarray:
+  """Convolution kernel of a diagonal SSM over conjugate pairs.
+
+  `K[..., h, l] = 2 Re sum_n C[..., h, n] Abar[h, n]^l Bbar[h, n]`.
+
+  Args:
+    a: complex `(H, N2)` diagonal state matrix (Re < 0 for stability).
+    b: complex `(H, N2)` input vector.
+    c: complex `(..., H, N2)` output vector(s); leading axes are kept (e.g. two
+      directions of a bidirectional layer).
+    dt: real `(H,)` step sizes.
+    length: kernel length L (static).
+    discretization: 'zoh' or 'bilinear'.
+
+  Returns:
+    Real `(..., H, L)` kernel.
+  """
+  log_abar = discretize.log_abar_diag(a, dt, discretization)
+  _, bbar = discretize.discretize_diag(a, b, dt, discretization)
+  return vandermonde(c * bbar, log_abar, int(length))
+
+
+def _dplr_abar_power_apply(
+    lam: jnp.ndarray,
+    p: jnp.ndarray,
+    dt: jnp.ndarray,
+    c: jnp.ndarray,
+    power: int,
+) -> jnp.ndarray:
+  """`C Abar^power` for the bilinear DPLR system, as half-basis row vectors.
+
+  The half-basis dynamics are real-linear (the low-rank term couples each pair
+  to its conjugate), so `Abar` is formed as a real `(2 N2, 2 N2)` matrix acting
+  on `[Re x, Im x]`, raised to `power` by repeated squaring, and applied to the
+  output functional `x -> 2 Re(C x)`.
+
+  Args:
+    lam: complex `(H, N2)`.
+    p: complex `(R, H, N2)`.
+    dt: real `(H,)`.
+    c: complex `(..., H, N2)`.
+    power: exponent (static).
+
+  Returns:
+    Complex `(..., H, N2)`.
+  """
+  from s4jax.ssm import recurrence  # pylint: disable=g-import-not-at-top
+
+  n2 = lam.shape[-1]
+  ssm = recurrence.discretize_dplr(lam, p, jnp.zeros_like(lam), c, dt)
+  eye = jnp.eye(2 * n2, dtype=_real_dtype(dt))
+  basis = eye[:, :n2] + 1j * eye[:, n2:]  # (2 N2, N2) complex basis vectors.
+  cols = jax.vmap(lambda x: recurrence.dplr_transition(ssm, x), in_axes=0)(
+      jnp.broadcast_to(basis[:, None, :], (2 * n2,) + lam.shape)
+  )  # (2 N2, H, N2): column k of Abar for each channel.
+  mat = jnp.concatenate([cols.real, cols.imag], axis=-1)  # (2N2, H, 2N2)
+  mat = jnp.transpose(mat, (1, 2, 0))  # (H, 2 N2 rows, 2 N2 cols)
+  mat_pow = jnp.linalg.matrix_power(mat, power)
+  # Functional f(x) = 2 Re(c x) = w . [Re x, Im x] with w = 2 [Re c, -Im c].
+  w = 2 * jnp.concatenate([c.real, -c.imag], axis=-1)
+  w_new = jnp.einsum('...hi,hij->...hj', w, mat_pow)
+  return (w_new[..., :n2] - 1j * w_new[..., n2:]) / 2
+
+
+def _cauchy_sums(
+    a_nodes: jnp.ndarray,
+    b_nodes: jnp.ndarray,
+    lam: jnp.ndarray,
+    weights: jnp.ndarray,
+) -> jnp.ndarray:
+  """Conjugate-folded Cauchy sums over one chunk of nodes.
+
+  `S[v, h, k] = sum_n v/(a - b lam) + conj(v)/(a - b conj(lam))`, rewritten as
+  `(2 Re(v) a - 2 Re(v conj(lam)) b) / ((a - b lam)(a - b conj(lam)))`.
+
+  Args:
+    a_nodes: complex `(H, K)`.
+    b_nodes: complex `(K,)`.
+    lam: complex `(H, N2)`.
+    weights: real `(2, V, H, N2)`: `2 Re(v)` and `2 Re(v conj(lam))`.
+
+  Returns:
+    Complex `(V, H, K)`.
+  """
+  bl = b_nodes[None, :, None] * lam[:, None, :]  # (H, K, N2)
+  bl_conj = b_nodes[None, :, None] * lam.conj()[:, None, :]
+  a3 = a_nodes[:, :, None]
+  q = 1.0 / ((a3 - bl) * (a3 - bl_conj))  # (H, K, N2)
+  sr = jnp.einsum('hkn,wvhn->wvhk', q.real, weights)
+  si = jnp.einsum('hkn,wvhn->wvhk', q.imag, weights)
+  s = sr + 1j * si  # (2, V, H, K)
+  return a_nodes * s[0] - b_nodes * s[1]
+
+
+def _woodbury_nodes(
+    sums: jnp.ndarray, b_nodes: jnp.ndarray, rank: int, n_out: int
+) -> jnp.ndarray:
+  """Combines Cauchy sums into generating-function values at the nodes.
+
+  `k(z) = 2 [S_cb - (1+z) S_cp (I + (1+z) S_pp)^(-1) S_pb]`.
+
+  Args:
+    sums: complex `(V, H, K)` with V ordered as produced by `_numerators`.
+    b_nodes: complex `(K,)`, `1 + z`.
+    rank: R.
+    n_out: number of output vectors (leading C axes flattened).
+
+  Returns:
+    Complex `(n_out, H, K)`.
+  """
+  s_cb = sums[:n_out]  # (O, H, K)
+  s_cp = sums[n_out : n_out + n_out * rank].reshape(n_out, rank, *sums.shape[1:])
+  off = n_out + n_out * rank
+  s_pb = sums[off : off + rank]  # (R, H, K)
+  s_pp = sums[off + rank :].reshape(rank, rank, *sums.shape[1:])
+  if rank == 1:
+    corr = s_cp[:, 0] * s_pb[0] / (1.0 + b_nodes * s_pp[0, 0])
+  else:
+    eye = jnp.eye(rank, dtype=sums.dtype)[:, :, None, None]
+    m = jnp.moveaxis(eye + b_nodes * s_pp, (0, 1), (-2, -1))  # (H, K, R, R)
+    sol = jnp.linalg.solve(m, jnp.moveaxis(s_pb, 0, -1)[..., None])[..., 0]
+    corr = jnp.einsum('orhk,hkr->ohk', s_cp, sol)
+  return 2 * (s_cb - b_nodes * corr)
+
+
+def _numerators(
+    lam: jnp.ndarray, p: jnp.ndarray, b: jnp.ndarray, c_tilde: jnp.ndarray
+) -> jnp.ndarray:
+  """Real weights `(2, V, H, N2)` of the (1+R)^2-type Cauchy sums.
+
+  Order of V: `C~ B` (O), `C~ P_r` (O x R), `P_r^* B` (R), `P_r^* P_s` (R x R).
+  """
+  rank = p.shape[0]
+  p_conj = p.conj()
+  v = jnp.concatenate(
+      [
+          c_tilde * b,
+          (c_tilde[:, None] * p[None]).reshape(-1, *lam.shape),
+          p_conj * b,
+          (p_conj[:, None] * p[None]).reshape(rank * rank, *lam.shape),
+      ],
+      axis=0,
+  )
+  return 2 * jnp.stack([v.real, (v * lam.conj()).real])
+
+
+def cauchy_kernel(
+    lam: jnp.ndarray,
+    p: jnp.ndarray,
+    b: jnp.ndarray,
+    c: jnp.ndarray,
+    dt: jnp.ndarray,
+    length: int,
+    node_chunk: int = NODE_CHUNK,
+) -> jnp.ndarray:
+  """Convolution kernel of a DPLR SSM (S4), bilinear discretisation.
+
+  The continuous system is `A = diag(Lambda) - sum_r P_r P_r^*` over conjugate
+  pairs; the kernel is `K[..., h, l] = 2 Re C Abar^l Bbar`. The function applies
+  the truncation correction `C~ = C (I - Abar^L)` itself, evaluates
+  `sum_l K[l] z^l = C~ (I - Abar z)^(-1) Bbar` at `z = exp(-2 pi i k / L)`,
+  `k = 0..L/2`, with the Woodbury identity, and inverts with `irfft`.
+
+  The bilinear resolvent is written without division by `1 + z`:
+  `(I - Abar z)^(-1) Bbar = 2 [(2/dt)(1 - z) - (1 + z) A]^(-1) B`, so the node
+  `z = -1` (even L) is exact.
+
+  Args:
+    lam: complex `(H, N2)` diagonal part (Re < 0).
+    p: complex `(R, H, N2)` low-rank factors, R >= 1.
+    b: complex `(H, N2)` input vector.
+    c: complex `(..., H, N2)` output vector(s) (not pre-corrected).
+    dt: real `(H,)` step sizes.
+    length: kernel length L (static).
+    node_chunk: nodes per checkpointed chunk (static).
+
+  Returns:
+    Real `(..., H, L)` kernel.
+  """
+  length = int(length)
+  if p.ndim != 3 or p.shape[1:] != lam.shape:
+    raise ValueError(
+        f'P must have shape (R, H, N2) = (R, {lam.shape[0]}, {lam.shape[1]}), '
+        f'got {p.shape}.'
+    )
+  lead = c.shape[:-2]
+  c_flat = c.reshape(-1, *lam.shape)
+  c_tilde = c_flat - _dplr_abar_power_apply(lam, p, dt, c_flat, length)
+  weights = _numerators(lam, p, b, c_tilde)
+
+  n_nodes = length // 2 + 1
+  chunk = min(node_chunk, n_nodes)
+  n_chunks = -(-n_nodes // chunk)
+  k_idx = jnp.arange(n_chunks * chunk, dtype=_real_dtype(dt))
+  theta = -2 * jnp.pi * k_idx / length
+  z = jnp.exp(1j * theta)
+  one_minus_z = -jnp.expm1(1j * theta)  # accurate near z = 1
+  a_all = (2.0 / dt)[:, None] * one_minus_z[None, :]  # (H, K)
+  b_all = 1.0 + z
+
+  @jax.checkpoint
+  def chunk_fn(args):
+    a_nodes, b_nodes = args
+    sums = _cauchy_sums(a_nodes, b_nodes, lam, weights)
+    return _woodbury_nodes(sums, b_nodes, p.shape[0], c_flat.shape[0])
+
+  a_chunks = jnp.moveaxis(a_all.reshape(lam.shape[0], n_chunks, chunk), 1, 0)
+  k_hat = jax.lax.map(chunk_fn, (a_chunks, b_all.reshape(n_chunks, chunk)))
+  k_hat = jnp.moveaxis(k_hat, 0, -2).reshape(*c_flat.shape[:-1], -1)
+  k = jnp.fft.irfft(k_hat[..., :n_nodes], n=length, axis=-1)
+  return k.reshape(*lead, lam.shape[0], length)
+
+
+def fft_conv(u: jnp.ndarray, k: jnp.ndarray) -> jnp.ndarray:
+  """Causal or bidirectional convolution by FFT, channels last.
+
+  Causal (`k` of shape `(H, L)`): `y[t] = sum_{s<=t} K[t-s] u[s]`.
+  Bidirectional (`k` of shape `(2, H, L)`, forward then backward):
+  `y[t] = sum_{s<=t} K0[t-s] u[s] + sum_{s>=t} K1[s-t] u[s]`, so reversing the
+  input in time and swapping the kernels reverses the output.
+
+  Args:
+    u: real `(..., L, H)` input.
+    k: real `(H, Lk)` or `(2, H, Lk)` kernel; it is truncated or zero-padded to
+      the input length L.
+
+  Returns:
+    Real `(..., L, H)` output, dtype of `u`.
+  """
+  length = u.shape[-2]
+  if k.ndim not in (2, 3) or (k.ndim == 3 and k.shape[0] != 2):
+    raise ValueError(f'Kernel must be (H, L) or (2, H, L), got {k.shape}.')
+  if k.shape[-2] != u.shape[-1]:
+    raise ValueError(
+        f'Kernel has {k.shape[-2]} channels but the input has {u.shape[-1]} '
+        '(inputs are channels-last: (..., L, H)).'
+    )
+  k = k[..., :length]
+  k = jnp.pad(k, [(0, 0)] * (k.ndim - 1) + [(0, length - k.shape[-1])])
+  n_fft = 2 * length
+  if k.ndim == 3:
+    fwd, bwd = k[0], k[1]
+    back = jnp.concatenate(
+        [bwd[:, :1], jnp.zeros_like(bwd), jnp.flip(bwd[:, 1:], axis=-1)], -1
+    )
+    k_full = jnp.pad(fwd, ((0, 0), (0, length))) + back
+  else:
+    k_full = jnp.pad(k, ((0, 0), (0, length)))
+  k_f = jnp.fft.rfft(k_full, n=n_fft, axis=-1)  # (H, L+1)
+  u_f = jnp.fft.rfft(jnp.swapaxes(u, -1, -2), n=n_fft, axis=-1)  # (..., H, .)
+  y = jnp.fft.irfft(u_f * k_f, n=n_fft, axis=-1)[..., :length]
+  return jnp.swapaxes(y, -1, -2).astype(u.dtype)
