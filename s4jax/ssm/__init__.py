@@ -5,37 +5,39 @@ usable from Linen, NNX, Equinox or bare JAX under `jit`, `vmap` and `grad`.
 """
 
 from s4jax.ssm.discretize import discretize_diag as discretize_diag_matrices
-from s4jax.ssm.init import DIAGONAL_INITS
-from s4jax.ssm.init import hippo_legs
-from s4jax.ssm.init import hippo_legs_nplr
-from s4jax.ssm.init import log_dt_uniform
-from s4jax.ssm.init import s4d_init
-from s4jax.ssm.kernels import cauchy_kernel
-from s4jax.ssm.kernels import fft_conv
-from s4jax.ssm.kernels import vandermonde_kernel
-from s4jax.ssm.recurrence import DiagSSM
-from s4jax.ssm.recurrence import DPLRSSM
-from s4jax.ssm.recurrence import discretize_diag
-from s4jax.ssm.recurrence import discretize_dplr
-from s4jax.ssm.recurrence import forward
-from s4jax.ssm.recurrence import init_state
-from s4jax.ssm.recurrence import step
+from s4jax.ssm.init import (
+  DIAGONAL_INITS,
+  hippo_legs,
+  hippo_legs_nplr,
+  log_dt_uniform,
+  s4d_init,
+)
+from s4jax.ssm.kernels import cauchy_kernel, fft_conv, vandermonde_kernel
+from s4jax.ssm.recurrence import (
+  DPLRSSM,
+  DiagSSM,
+  discretize_diag,
+  discretize_dplr,
+  forward,
+  init_state,
+  step,
+)
 
 __all__ = [
-    'DIAGONAL_INITS',
-    'DPLRSSM',
-    'DiagSSM',
-    'cauchy_kernel',
-    'discretize_diag',
-    'discretize_diag_matrices',
-    'discretize_dplr',
-    'fft_conv',
-    'forward',
-    'hippo_legs',
-    'hippo_legs_nplr',
-    'init_state',
-    'log_dt_uniform',
-    's4d_init',
-    'step',
-    'vandermonde_kernel',
+  'DIAGONAL_INITS',
+  'DPLRSSM',
+  'DiagSSM',
+  'cauchy_kernel',
+  'discretize_diag',
+  'discretize_diag_matrices',
+  'discretize_dplr',
+  'fft_conv',
+  'forward',
+  'hippo_legs',
+  'hippo_legs_nplr',
+  'init_state',
+  'log_dt_uniform',
+  's4d_init',
+  'step',
+  'vandermonde_kernel',
 ]

@@ -21,12 +21,12 @@ def check_discretization(method: str) -> None:
   """Raises a ValueError naming the valid choices for an unknown method."""
   if method not in DISCRETIZATIONS:
     raise ValueError(
-        f'Unknown discretization {method!r}; choose one of {DISCRETIZATIONS}.'
+      f'Unknown discretization {method!r}; choose one of {DISCRETIZATIONS}.'
     )
 
 
 def discretize_diag(
-    a: jnp.ndarray, b: jnp.ndarray, dt: jnp.ndarray, method: str = 'zoh'
+  a: jnp.ndarray, b: jnp.ndarray, dt: jnp.ndarray, method: str = 'zoh'
 ) -> tuple[jnp.ndarray, jnp.ndarray]:
   """Discretises a diagonal SSM.
 

@@ -37,7 +37,7 @@ def hippo_legs(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def hippo_legs_nplr(
-    n: int, rank: int = 1
+  n: int, rank: int = 1
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
   """HiPPO-LegS in diagonal-plus-low-rank form over conjugate pairs.
 
@@ -70,7 +70,7 @@ def hippo_legs_nplr(
 
 
 def s4d_init(
-    kind: str, n2: int, b_clip: float | None = 2.0
+  kind: str, n2: int, b_clip: float | None = 2.0
 ) -> tuple[np.ndarray, np.ndarray]:
   """Diagonal state matrices of S4D.
 
@@ -99,16 +99,16 @@ def s4d_init(
     a = -(n + 1) + 0j
   else:
     raise ValueError(
-        f'Unknown S4D initialisation {kind!r}; choose one of {DIAGONAL_INITS}.'
+      f'Unknown S4D initialisation {kind!r}; choose one of {DIAGONAL_INITS}.'
     )
   return a.astype(np.complex128), b
 
 
 def log_dt_uniform(
-    rng: np.random.Generator | None,
-    shape: tuple[int, ...],
-    dt_min: float = 1e-3,
-    dt_max: float = 1e-1,
+  rng: np.random.Generator | None,
+  shape: tuple[int, ...],
+  dt_min: float = 1e-3,
+  dt_max: float = 1e-1,
 ) -> np.ndarray:
   """Log step sizes drawn uniformly in `[log dt_min, log dt_max]` (NumPy)."""
   if not 0 < dt_min <= dt_max:

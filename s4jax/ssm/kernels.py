@@ -42,7 +42,7 @@ def _split(length: int) -> tuple[int, int]:
 
 
 def vandermonde(
-    coef: jnp.ndarray, log_abar: jnp.ndarray, length: int
+  coef: jnp.ndarray, log_abar: jnp.ndarray, length: int
 ) -> jnp.ndarray:
   """`2 Re sum_n coef[..., h, n] exp(l log_abar[h, n])` for `l < length`.
 
@@ -84,19 +84,21 @@ def vandermonde_transpose(u: jnp.ndarray, log_abar: jnp.ndarray) -> jnp.ndarray:
   u = u.reshape(*u.shape[:-1], rows, cols)
   inner = jnp.exp(log_abar[..., None] * jnp.arange(cols, dtype=rdt))
   part = jnp.einsum('...hmj,hnj->...hmn', u, inner.real) + 1j * jnp.einsum(
-      '...hmj,hnj->...hmn', u, inner.imag
+    '...hmj,hnj->...hmn', u, inner.imag
   )  # (..., H, M, N2)
-  outer = jnp.exp(log_abar[..., None, :] * (jnp.arange(rows, dtype=rdt) * cols)[:, None])
+  outer = jnp.exp(
+    log_abar[..., None, :] * (jnp.arange(rows, dtype=rdt) * cols)[:, None]
+  )
   return jnp.sum(part * outer, axis=-2)
 
 
 def vandermonde_kernel(
-    a: jnp.ndarray,
-    b: jnp.ndarray,
-    c: jnp.ndarray,
-    dt: jnp.ndarray,
-    length: int,
-    discretization: str = 'zoh',
+  a: jnp.ndarray,
+  b: jnp.ndarray,
+  c: jnp.ndarray,
+  dt: jnp.ndarray,
+  length: int,
+  discretization: str = 'zoh',
 ) -> jnp.ndarray:
   """Convolution kernel of a diagonal SSM over conjugate pairs.
 
@@ -120,11 +122,11 @@ def vandermonde_kernel(
 
 
 def _dplr_abar_power_apply(
-    lam: jnp.ndarray,
-    p: jnp.ndarray,
-    dt: jnp.ndarray,
-    c: jnp.ndarray,
-    power: int,
+  lam: jnp.ndarray,
+  p: jnp.ndarray,
+  dt: jnp.ndarray,
+  c: jnp.ndarray,
+  power: int,
 ) -> jnp.ndarray:
   """`C Abar^power` for the bilinear DPLR system, as half-basis row vectors.
 
@@ -150,7 +152,7 @@ def _dplr_abar_power_apply(
   eye = jnp.eye(2 * n2, dtype=_real_dtype(dt))
   basis = eye[:, :n2] + 1j * eye[:, n2:]  # (2 N2, N2) complex basis vectors.
   cols = jax.vmap(lambda x: recurrence.dplr_transition(ssm, x), in_axes=0)(
-      jnp.broadcast_to(basis[:, None, :], (2 * n2,) + lam.shape)
+    jnp.broadcast_to(basis[:, None, :], (2 * n2,) + lam.shape)
   )  # (2 N2, H, N2): column k of Abar for each channel.
   mat = jnp.concatenate([cols.real, cols.imag], axis=-1)  # (2N2, H, 2N2)
   mat = jnp.transpose(mat, (1, 2, 0))  # (H, 2 N2 rows, 2 N2 cols)
@@ -162,10 +164,10 @@ def _dplr_abar_power_apply(
 
 
 def _cauchy_sums(
-    a_nodes: jnp.ndarray,
-    b_nodes: jnp.ndarray,
-    lam: jnp.ndarray,
-    weights: jnp.ndarray,
+  a_nodes: jnp.ndarray,
+  b_nodes: jnp.ndarray,
+  lam: jnp.ndarray,
+  weights: jnp.ndarray,
 ) -> jnp.ndarray:
   """Conjugate-folded Cauchy sums over one chunk of nodes.
 
@@ -192,7 +194,7 @@ def _cauchy_sums(
 
 
 def _woodbury_nodes(
-    sums: jnp.ndarray, b_nodes: jnp.ndarray, rank: int, n_out: int
+  sums: jnp.ndarray, b_nodes: jnp.ndarray, rank: int, n_out: int
 ) -> jnp.ndarray:
   """Combines Cauchy sums into generating-function values at the nodes.
 
@@ -208,7 +210,9 @@ def _woodbury_nodes(
     Complex `(n_out, H, K)`.
   """
   s_cb = sums[:n_out]  # (O, H, K)
-  s_cp = sums[n_out : n_out + n_out * rank].reshape(n_out, rank, *sums.shape[1:])
+  s_cp = sums[n_out : n_out + n_out * rank].reshape(
+    n_out, rank, *sums.shape[1:]
+  )
   off = n_out + n_out * rank
   s_pb = sums[off : off + rank]  # (R, H, K)
   s_pp = sums[off + rank :].reshape(rank, rank, *sums.shape[1:])
@@ -223,7 +227,7 @@ def _woodbury_nodes(
 
 
 def _numerators(
-    lam: jnp.ndarray, p: jnp.ndarray, b: jnp.ndarray, c_tilde: jnp.ndarray
+  lam: jnp.ndarray, p: jnp.ndarray, b: jnp.ndarray, c_tilde: jnp.ndarray
 ) -> jnp.ndarray:
   """Real weights `(2, V, H, N2)` of the (1+R)^2-type Cauchy sums.
 
@@ -232,25 +236,25 @@ def _numerators(
   rank = p.shape[0]
   p_conj = p.conj()
   v = jnp.concatenate(
-      [
-          c_tilde * b,
-          (c_tilde[:, None] * p[None]).reshape(-1, *lam.shape),
-          p_conj * b,
-          (p_conj[:, None] * p[None]).reshape(rank * rank, *lam.shape),
-      ],
-      axis=0,
+    [
+      c_tilde * b,
+      (c_tilde[:, None] * p[None]).reshape(-1, *lam.shape),
+      p_conj * b,
+      (p_conj[:, None] * p[None]).reshape(rank * rank, *lam.shape),
+    ],
+    axis=0,
   )
   return 2 * jnp.stack([v.real, (v * lam.conj()).real])
 
 
 def cauchy_kernel(
-    lam: jnp.ndarray,
-    p: jnp.ndarray,
-    b: jnp.ndarray,
-    c: jnp.ndarray,
-    dt: jnp.ndarray,
-    length: int,
-    node_chunk: int = NODE_CHUNK,
+  lam: jnp.ndarray,
+  p: jnp.ndarray,
+  b: jnp.ndarray,
+  c: jnp.ndarray,
+  dt: jnp.ndarray,
+  length: int,
+  node_chunk: int = NODE_CHUNK,
 ) -> jnp.ndarray:
   """Convolution kernel of a DPLR SSM (S4), bilinear discretisation.
 
@@ -279,8 +283,8 @@ def cauchy_kernel(
   length = int(length)
   if p.ndim != 3 or p.shape[1:] != lam.shape:
     raise ValueError(
-        f'P must have shape (R, H, N2) = (R, {lam.shape[0]}, {lam.shape[1]}), '
-        f'got {p.shape}.'
+      f'P must have shape (R, H, N2) = (R, {lam.shape[0]}, {lam.shape[1]}), '
+      f'got {p.shape}.'
     )
   lead = c.shape[:-2]
   c_flat = c.reshape(-1, *lam.shape)
@@ -331,8 +335,8 @@ def fft_conv(u: jnp.ndarray, k: jnp.ndarray) -> jnp.ndarray:
     raise ValueError(f'Kernel must be (H, L) or (2, H, L), got {k.shape}.')
   if k.shape[-2] != u.shape[-1]:
     raise ValueError(
-        f'Kernel has {k.shape[-2]} channels but the input has {u.shape[-1]} '
-        '(inputs are channels-last: (..., L, H)).'
+      f'Kernel has {k.shape[-2]} channels but the input has {u.shape[-1]} '
+      '(inputs are channels-last: (..., L, H)).'
     )
   k = k[..., :length]
   k = jnp.pad(k, [(0, 0)] * (k.ndim - 1) + [(0, length - k.shape[-1])])
@@ -340,7 +344,7 @@ def fft_conv(u: jnp.ndarray, k: jnp.ndarray) -> jnp.ndarray:
   if k.ndim == 3:
     fwd, bwd = k[0], k[1]
     back = jnp.concatenate(
-        [bwd[:, :1], jnp.zeros_like(bwd), jnp.flip(bwd[:, 1:], axis=-1)], -1
+      [bwd[:, :1], jnp.zeros_like(bwd), jnp.flip(bwd[:, 1:], axis=-1)], -1
     )
     k_full = jnp.pad(fwd, ((0, 0), (0, length))) + back
   else:

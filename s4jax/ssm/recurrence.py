@@ -24,8 +24,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from s4jax.ssm import discretize
-from s4jax.ssm import kernels
+from s4jax.ssm import discretize, kernels
 
 
 class DiagSSM(NamedTuple):
@@ -49,11 +48,11 @@ class DPLRSSM(NamedTuple):
 
 
 def discretize_diag(
-    a: jnp.ndarray,
-    b: jnp.ndarray,
-    c: jnp.ndarray,
-    dt: jnp.ndarray,
-    discretization: str = 'zoh',
+  a: jnp.ndarray,
+  b: jnp.ndarray,
+  c: jnp.ndarray,
+  dt: jnp.ndarray,
+  discretization: str = 'zoh',
 ) -> DiagSSM:
   """Discretises a diagonal SSM; shapes as in `vandermonde_kernel`."""
   _, bbar = discretize.discretize_diag(a, b, dt, discretization)
@@ -66,11 +65,11 @@ def _p_inner(p: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
 
 
 def discretize_dplr(
-    lam: jnp.ndarray,
-    p: jnp.ndarray,
-    b: jnp.ndarray,
-    c: jnp.ndarray,
-    dt: jnp.ndarray,
+  lam: jnp.ndarray,
+  p: jnp.ndarray,
+  b: jnp.ndarray,
+  c: jnp.ndarray,
+  dt: jnp.ndarray,
 ) -> DPLRSSM:
   """Precomputes the Woodbury factors of `(I - dt A / 2)^-1` for DPLR `A`.
 
@@ -109,14 +108,14 @@ def dplr_transition(ssm: DPLRSSM, x: jnp.ndarray) -> jnp.ndarray:
 
 
 def init_state(
-    batch_shape: tuple[int, ...], ssm: DiagSSM | DPLRSSM
+  batch_shape: tuple[int, ...], ssm: DiagSSM | DPLRSSM
 ) -> jnp.ndarray:
   """Zero state `(*batch_shape, H, N2)` with the SSM's complex dtype."""
   return jnp.zeros((*batch_shape, *ssm.c.shape[-2:]), dtype=ssm.c.dtype)
 
 
 def step(
-    ssm: DiagSSM | DPLRSSM, state: jnp.ndarray, u: jnp.ndarray
+  ssm: DiagSSM | DPLRSSM, state: jnp.ndarray, u: jnp.ndarray
 ) -> tuple[jnp.ndarray, jnp.ndarray]:
   """Advances one time step for all channels.
 
@@ -153,17 +152,19 @@ def _forward_diag(ssm: DiagSSM, u: jnp.ndarray, state: jnp.ndarray):
   y = kernels.fft_conv(u, k)
   # Contribution of the initial state: y[t] += 2 Re(C Abar^(t+1) x0).
   x0_coef = ssm.c * jnp.exp(ssm.log_abar) * state  # (..., H, N2)
-  y = y + jnp.swapaxes(kernels.vandermonde(x0_coef, ssm.log_abar, length), -1, -2)
+  y = y + jnp.swapaxes(
+    kernels.vandermonde(x0_coef, ssm.log_abar, length), -1, -2
+  )
   # x_T = Abar^T x0 + sum_s Abar^s Bbar u[T-1-s].
   u_rev = jnp.flip(jnp.swapaxes(u, -1, -2), axis=-1)
   nxt = jnp.exp(ssm.log_abar * length) * state + ssm.bbar * (
-      kernels.vandermonde_transpose(u_rev, ssm.log_abar)
+    kernels.vandermonde_transpose(u_rev, ssm.log_abar)
   )
   return y.astype(u.dtype), nxt
 
 
 def forward(
-    ssm: DiagSSM | DPLRSSM, u: jnp.ndarray, state: jnp.ndarray
+  ssm: DiagSSM | DPLRSSM, u: jnp.ndarray, state: jnp.ndarray
 ) -> tuple[jnp.ndarray, jnp.ndarray]:
   """Processes a chunk with state forwarding.
 

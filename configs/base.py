@@ -1,0 +1,126 @@
+"""Fields shared by every recipe; recipes start from `get_base_config()`.
+
+A recipe file `configs/<name>.py` defines `get_config(arg=None)` returning a
+`ConfigDict` built on this base. `arg` is a comma-separated string of
+`key=value` pairs parsed by `parse_arg` (big_vision convention); every recipe
+understands `smoke=True`, which shrinks model and run to seconds on a CPU.
+
+Field groups:
+  task:      'enhancement' or 'separation'.
+  model:     `model.name` selects a builder in `s4jax.models`; other fields are
+             the model's own.
+  data:      input pipeline (see `data_pipelines`).
+  loss:      loss options of the task.
+  optimizer: optimiser, schedule, clipping and the SSM parameter group.
+  train:     steps, batch size, logging, checkpoints, non-finite guard.
+  eval:      periodic and standalone evaluation.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def parse_arg(arg: str | None, **defaults):
+  """Parses `'a=1,b=x'` into a ConfigDict, typed by `defaults`.
+
+  Args:
+    arg: comma-separated `key=value` pairs (or None).
+    **defaults: allowed keys and their default values; a value's type decides
+      how the string is converted (bool accepts true/false/1/0).
+
+  Returns:
+    A ConfigDict with every key of `defaults`.
+
+  Raises:
+    ValueError: for an unknown key or a value of the wrong type.
+  """
+  out = ml_collections.ConfigDict(defaults)
+  if not arg:
+    return out
+  for item in arg.split(','):
+    key, sep, value = item.partition('=')
+    key = key.strip()
+    if key not in defaults:
+      raise ValueError(
+        f'Unknown config argument {key!r}; known: {sorted(defaults)}.'
+      )
+    if not sep:
+      value = 'true'  # A bare flag means True.
+    default = defaults[key]
+    if isinstance(default, bool):
+      if value.lower() not in ('true', 'false', '1', '0'):
+        raise ValueError(f'Config argument {key}={value!r} is not a bool.')
+      out[key] = value.lower() in ('true', '1')
+    elif default is None:
+      out[key] = value
+    else:
+      try:
+        out[key] = type(default)(value)
+      except ValueError as e:
+        raise ValueError(
+          f'Config argument {key}={value!r} is not a {type(default).__name__}.'
+        ) from e
+  return out
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+  """Returns the shared skeleton; recipes override and extend it."""
+  config = ml_collections.ConfigDict()
+  config.task = 'enhancement'
+  config.seed = 0
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = ''
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = 'synthetic'  # or voicebank_demand, ndns, librimix, wham
+  config.data.sample_rate = 16000
+  config.data.segment_seconds = 4.0  # random crop length; 0 = whole clips
+  config.data.num_sources = 1  # separation: speakers per mixture
+  config.data.manual_dir = ''  # real corpora: folder with the corpus layout
+  config.data.data_dir = ''  # tensorflow-datasets cache ('' = default)
+  config.data.synthetic_train_seconds = 1200.0  # built-in set sizes
+  config.data.synthetic_eval_seconds = 120.0
+  config.data.shuffle_buffer = 256
+  config.data.deterministic = True
+
+  config.loss = ml_collections.ConfigDict()
+
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.name = 'adam'  # adam, adamw, radam
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.weight_decay = 0.0
+  config.optimizer.b1 = 0.9
+  config.optimizer.b2 = 0.999
+  config.optimizer.eps = 1e-8
+  config.optimizer.clip_norm = 0.0  # global-norm clipping; 0 = off
+  config.optimizer.schedule = 'constant'  # constant, cosine, plateau
+  config.optimizer.warmup_steps = 0
+  config.optimizer.plateau_factor = 0.5
+  config.optimizer.plateau_patience = 15  # evaluations without improvement
+  # SSM parameters (dt, A/Lambda, B, P): own learning rate, no weight decay.
+  # 0 = same learning rate as the rest.
+  config.optimizer.ssm_learning_rate = 0.0
+  config.optimizer.ssm_weight_decay = 0.0
+
+  config.train = ml_collections.ConfigDict()
+  config.train.batch_size = 8  # global batch size
+  config.train.num_steps = 1000
+  config.train.log_every = 50
+  config.train.eval_every = 500
+  config.train.checkpoint_every = 500
+  config.train.keep_checkpoints = 3
+  config.train.max_consecutive_skips = 10  # non-finite gradient guard
+  config.train.compute_dtype = 'float32'  # or bfloat16 (dense/conv layers)
+  config.train.profile_steps = 0
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.batch_size = 4
+  config.eval.num_examples = 0  # 0 = whole validation split
+  config.eval.metrics = ('si_snr',)
+  config.eval.best_metric = 'si_snr'
+  config.eval.best_mode = 'max'
+  config.eval.num_workers = 2  # processes for CPU-bound metrics
+  config.eval.num_audio_examples = 2  # written to TensorBoard
+  return config
