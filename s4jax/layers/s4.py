@@ -271,10 +271,26 @@ class S4Layer(nn.Module):
     y = self.drop(y, deterministic=deterministic)
     return self.output_linear(y)
 
-  def __call__(self, u: jnp.ndarray, deterministic: bool = True) -> jnp.ndarray:
-    """Convolution mode. u: real (B, L, H) -> (B, L, H)."""
+  def __call__(
+    self,
+    u: jnp.ndarray,
+    deterministic: bool = True,
+    kernel: jnp.ndarray | None = None,
+  ) -> jnp.ndarray:
+    """Convolution mode. u: real (B, L, H) -> (B, L, H).
+
+    Args:
+      u: input, channels last.
+      deterministic: disables dropout.
+      kernel: optional precomputed `self.kernel(H, L)` (`(dirs, H, L)`), so a
+        layer applied several times to sequences of one length (e.g. a
+        weight-shared block) computes its kernel once.
+
+    Returns:
+      The layer output, dtype of `u`.
+    """
     u32 = u.astype(jnp.float32)
-    k = self.kernel(u.shape[-1], u.shape[-2])
+    k = self.kernel(u.shape[-1], u.shape[-2]) if kernel is None else kernel
     y = kernels.fft_conv(u32, k[0] if k.shape[0] == 1 else k)
     return self._post(y, u32, deterministic).astype(u.dtype)
 
