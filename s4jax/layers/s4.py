@@ -112,8 +112,13 @@ class SSMParams(nn.Module):
     n_ssm = h if self.n_ssm is None else self.n_ssm
     n2 = self.d_state // 2
     a0, b0, p0 = self._initial()
-    tile = lambda x: np.broadcast_to(x, (n_ssm,) + x.shape)
-    const = lambda x: lambda *_: jnp.asarray(x)
+
+    def tile(x):
+      return np.broadcast_to(x, (n_ssm,) + x.shape)
+
+    def const(x):
+      return lambda *_: jnp.asarray(x)
+
     log_dt = self.param(
       'log_dt',
       lambda k, s: jax.random.uniform(
