@@ -163,75 +163,13 @@ def _dplr_abar_power_apply(
   return (w_new[..., :n2] - 1j * w_new[..., n2:]) / 2
 
 
-def _cauchy_sums(
-  a_nodes: jnp.ndarray,
-  b_nodes: jnp.ndarray,
-  lam: jnp.ndarray,
-  weights: jnp.ndarray,
-) -> jnp.ndarray:
-  """Conjugate-folded Cauchy sums over one chunk of nodes.
-
-  `S[v, h, k] = sum_n v/(a - b lam) + conj(v)/(a - b conj(lam))`, rewritten as
-  `(2 Re(v) a - 2 Re(v conj(lam)) b) / ((a - b lam)(a - b conj(lam)))`.
-
-  Args:
-    a_nodes: complex `(H, K)`.
-    b_nodes: complex `(K,)`.
-    lam: complex `(H, N2)`.
-    weights: real `(2, V, H, N2)`: `2 Re(v)` and `2 Re(v conj(lam))`.
-
-  Returns:
-    Complex `(V, H, K)`.
-  """
-  bl = b_nodes[None, :, None] * lam[:, None, :]  # (H, K, N2)
-  bl_conj = b_nodes[None, :, None] * lam.conj()[:, None, :]
-  a3 = a_nodes[:, :, None]
-  q = 1.0 / ((a3 - bl) * (a3 - bl_conj))  # (H, K, N2)
-  sr = jnp.einsum('hkn,wvhn->wvhk', q.real, weights)
-  si = jnp.einsum('hkn,wvhn->wvhk', q.imag, weights)
-  s = sr + 1j * si  # (2, V, H, K)
-  return a_nodes * s[0] - b_nodes * s[1]
-
-
-def _woodbury_nodes(
-  sums: jnp.ndarray, b_nodes: jnp.ndarray, rank: int, n_out: int
-) -> jnp.ndarray:
-  """Combines Cauchy sums into generating-function values at the nodes.
-
-  `k(z) = 2 [S_cb - (1+z) S_cp (I + (1+z) S_pp)^(-1) S_pb]`.
-
-  Args:
-    sums: complex `(V, H, K)` with V ordered as produced by `_numerators`.
-    b_nodes: complex `(K,)`, `1 + z`.
-    rank: R.
-    n_out: number of output vectors (leading C axes flattened).
-
-  Returns:
-    Complex `(n_out, H, K)`.
-  """
-  s_cb = sums[:n_out]  # (O, H, K)
-  s_cp = sums[n_out : n_out + n_out * rank].reshape(
-    n_out, rank, *sums.shape[1:]
-  )
-  off = n_out + n_out * rank
-  s_pb = sums[off : off + rank]  # (R, H, K)
-  s_pp = sums[off + rank :].reshape(rank, rank, *sums.shape[1:])
-  if rank == 1:
-    corr = s_cp[:, 0] * s_pb[0] / (1.0 + b_nodes * s_pp[0, 0])
-  else:
-    eye = jnp.eye(rank, dtype=sums.dtype)[:, :, None, None]
-    m = jnp.moveaxis(eye + b_nodes * s_pp, (0, 1), (-2, -1))  # (H, K, R, R)
-    sol = jnp.linalg.solve(m, jnp.moveaxis(s_pb, 0, -1)[..., None])[..., 0]
-    corr = jnp.einsum('orhk,hkr->ohk', s_cp, sol)
-  return 2 * (s_cb - b_nodes * corr)
-
-
 def _numerators(
   lam: jnp.ndarray, p: jnp.ndarray, b: jnp.ndarray, c_tilde: jnp.ndarray
 ) -> jnp.ndarray:
-  """Real weights `(2, V, H, N2)` of the (1+R)^2-type Cauchy sums.
+  """Real weights `(H, N2, 2V)` of the Cauchy sums: `2 Re(v)`, `2 Re(v lam*)`.
 
-  Order of V: `C~ B` (O), `C~ P_r` (O x R), `P_r^* B` (R), `P_r^* P_s` (R x R).
+  Order of the V numerators `v`: `C~ B` (O), `C~ P_r` (O x R), `P_r^* B` (R),
+  `P_r^* P_s` (R x R), where O is the number of output vectors.
   """
   rank = p.shape[0]
   p_conj = p.conj()
@@ -243,8 +181,57 @@ def _numerators(
       (p_conj[:, None] * p[None]).reshape(rank * rank, *lam.shape),
     ],
     axis=0,
-  )
-  return 2 * jnp.stack([v.real, (v * lam.conj()).real])
+  )  # (V, H, N2)
+  w = 2 * jnp.concatenate([v.real, (v * lam.conj()).real], axis=0)
+  return jnp.transpose(w, (1, 2, 0))
+
+
+def _cauchy_chunk(
+  y: jnp.ndarray, lam: jnp.ndarray, weights: jnp.ndarray
+) -> jnp.ndarray:
+  """Scaled conjugate-folded Cauchy sums at nodes on the imaginary axis.
+
+  With `i y = (2/dt)(1 - z)/(1 + z)` (`y` real on the unit circle), each
+  resolvent sum `sum_n v/(a - b lam) + conj(v)/(a - b conj(lam))`, with
+  `a = (2/dt)(1 - z)` and `b = 1 + z`, equals `S^(v) / b` where
+
+    S^(v) = sum_n (i y 2Re(v) - 2Re(v conj(lam))) / (|lam|^2 - y^2 - 2i Re(lam) y).
+
+  All per-(node, state) work is real: one division per term.
+
+  Args:
+    y: real `(H, K)`.
+    lam: complex `(H, N2)`.
+    weights: real `(H, N2, 2V)` from `_numerators`.
+
+  Returns:
+    Complex `(V, H, K)`.
+  """
+  mag2 = jnp.square(jnp.abs(lam))[:, None, :]
+  t1 = mag2 - jnp.square(y)[:, :, None]  # (H, K, N2)
+  t2 = -2 * lam.real[:, None, :] * y[:, :, None]
+  inv = 1.0 / (t1 * t1 + t2 * t2)
+  sr = jnp.einsum('hkn,hnw->whk', t1 * inv, weights)  # sums of w q_re
+  si = jnp.einsum('hkn,hnw->whk', -t2 * inv, weights)  # sums of w q_im
+  n_v = weights.shape[-1] // 2
+  a_re, b_re = sr[:n_v], sr[n_v:]
+  a_im, b_im = si[:n_v], si[n_v:]
+  return (-b_re - y * a_im) + 1j * (y * a_re - b_im)
+
+
+def _woodbury(s: jnp.ndarray, rank: int, n_out: int) -> jnp.ndarray:
+  """`S_cb - S_cp (I + S_pp)^-1 S_pb` on scaled sums `s` `(V, H, K)` -> (O, H, K)."""
+  s_cb = s[:n_out]
+  s_cp = s[n_out : n_out * (1 + rank)].reshape(n_out, rank, *s.shape[1:])
+  off = n_out * (1 + rank)
+  s_pb = s[off : off + rank]
+  s_pp = s[off + rank :].reshape(rank, rank, *s.shape[1:])
+  if rank == 1:
+    return s_cb - s_cp[:, 0] * s_pb[0] / (1.0 + s_pp[0, 0])
+  eye = jnp.eye(rank, dtype=s.dtype)[:, :, None, None]
+  m = jnp.moveaxis(eye + s_pp, (0, 1), (-2, -1))  # (H, K, R, R)
+  sol = jnp.linalg.solve(m, jnp.moveaxis(s_pb, 0, -1)[..., None])[..., 0]
+  return s_cb - jnp.einsum('orhk,hkr->ohk', s_cp, sol)
 
 
 def cauchy_kernel(
@@ -260,13 +247,15 @@ def cauchy_kernel(
 
   The continuous system is `A = diag(Lambda) - sum_r P_r P_r^*` over conjugate
   pairs; the kernel is `K[..., h, l] = 2 Re C Abar^l Bbar`. The function applies
-  the truncation correction `C~ = C (I - Abar^L)` itself, evaluates
-  `sum_l K[l] z^l = C~ (I - Abar z)^(-1) Bbar` at `z = exp(-2 pi i k / L)`,
-  `k = 0..L/2`, with the Woodbury identity, and inverts with `irfft`.
+  the truncation correction `C~ = C (I - Abar^L)` itself and evaluates
 
-  The bilinear resolvent is written without division by `1 + z`:
-  `(I - Abar z)^(-1) Bbar = 2 [(2/dt)(1 - z) - (1 + z) A]^(-1) B`, so the node
-  `z = -1` (even L) is exact.
+    sum_l K[l] z^l = C~ (I - Abar z)^-1 Bbar = 2 C~ [(2/dt)(1-z) - (1+z) A]^-1 B
+
+  at `z_k = exp(-2 pi i k / L)`, `k = 0..L/2`, then inverts with `irfft`. On the
+  unit circle `(2/dt)(1-z)/(1+z) = i y` with real `y = -(2/dt) tan(pi k / L)`,
+  so by Woodbury `k(z) = (2/(1+z)) [S_cb - S_cp (I + S_pp)^-1 S_pb]` with the
+  real-arithmetic sums of `_cauchy_chunk`. The node `z = -1` (even L) is
+  evaluated in closed form, `k(-1) = dt sum_n Re(C~_n B_n)`.
 
   Args:
     lam: complex `(H, N2)` diagonal part (Re < 0).
@@ -286,32 +275,40 @@ def cauchy_kernel(
       f'P must have shape (R, H, N2) = (R, {lam.shape[0]}, {lam.shape[1]}), '
       f'got {p.shape}.'
     )
+  h = lam.shape[0]
   lead = c.shape[:-2]
   c_flat = c.reshape(-1, *lam.shape)
+  n_out = c_flat.shape[0]
   c_tilde = c_flat - _dplr_abar_power_apply(lam, p, dt, c_flat, length)
   weights = _numerators(lam, p, b, c_tilde)
 
   n_nodes = length // 2 + 1
   chunk = min(node_chunk, n_nodes)
   n_chunks = -(-n_nodes // chunk)
-  k_idx = jnp.arange(n_chunks * chunk, dtype=_real_dtype(dt))
-  theta = -2 * jnp.pi * k_idx / length
-  z = jnp.exp(1j * theta)
-  one_minus_z = -jnp.expm1(1j * theta)  # accurate near z = 1
-  a_all = (2.0 / dt)[:, None] * one_minus_z[None, :]  # (H, K)
-  b_all = 1.0 + z
+  rdt = _real_dtype(dt)
+  half_theta = -jnp.pi * jnp.arange(n_chunks * chunk, dtype=rdt) / length
+  nyquist = jnp.arange(n_chunks * chunk) * 2 == length
+  # tan is evaluated away from the Nyquist node, which is replaced below.
+  y = -(2.0 / dt)[:, None] * jnp.tan(jnp.where(nyquist, 0.0, half_theta))
 
   @jax.checkpoint
-  def chunk_fn(args):
-    a_nodes, b_nodes = args
-    sums = _cauchy_sums(a_nodes, b_nodes, lam, weights)
-    return _woodbury_nodes(sums, b_nodes, p.shape[0], c_flat.shape[0])
+  def chunk_fn(y_chunk):
+    return _woodbury(_cauchy_chunk(y_chunk, lam, weights), p.shape[0], n_out)
 
-  a_chunks = jnp.moveaxis(a_all.reshape(lam.shape[0], n_chunks, chunk), 1, 0)
-  k_hat = jax.lax.map(chunk_fn, (a_chunks, b_all.reshape(n_chunks, chunk)))
-  k_hat = jnp.moveaxis(k_hat, 0, -2).reshape(*c_flat.shape[:-1], -1)
+  y_chunks = jnp.moveaxis(y.reshape(h, n_chunks, chunk), 1, 0)
+  k_hat = jax.lax.map(chunk_fn, y_chunks)  # (n_chunks, O, H, chunk)
+  k_hat = jnp.moveaxis(k_hat, 0, -2).reshape(n_out, h, -1)
+  # 2 / (1 + z) = exp(-i theta/2) / cos(theta/2).
+  scale = jnp.exp(-1j * half_theta) / jnp.cos(
+    jnp.where(nyquist, 0.0, half_theta)
+  )
+  k_hat = k_hat * scale
+  if length % 2 == 0:
+    # weights[..., :n_out] holds 2 Re(C~_n B_n) for each output vector.
+    at_nyquist = dt / 2 * jnp.sum(weights[..., :n_out], axis=-2).T  # (O, H)
+    k_hat = k_hat.at[..., length // 2].set(at_nyquist.astype(k_hat.dtype))
   k = jnp.fft.irfft(k_hat[..., :n_nodes], n=length, axis=-1)
-  return k.reshape(*lead, lam.shape[0], length)
+  return k.reshape(*lead, h, length)
 
 
 def fft_conv(u: jnp.ndarray, k: jnp.ndarray) -> jnp.ndarray:
