@@ -84,6 +84,15 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.data.synthetic_eval_seconds = 120.0
   config.data.shuffle_buffer = 256
   config.data.deterministic = True
+  config.data.train_split = 'train'  # librimix also has 'train360'
+  config.data.eval_segment_seconds = 0.0  # 0 = whole clips, padded
+  config.data.mode = 'min'  # librimix/wham: 'min' or 'max' mixtures
+  config.data.mixture = ''  # librimix/wham: clean|both|single ('' = task's)
+  config.data.synthetic_clip_seconds = 6.0
+  config.data.snr_range = (-5.0, 20.0)  # synthetic: dB (N-DNS recipe)
+  config.data.level_range = (-35.0, -15.0)  # synthetic: mixture dBFS
+  config.data.separation_noise = False  # synthetic separation: add noise
+  config.data.generation_workers = 1  # processes generating synthetic data
 
   config.loss = ml_collections.ConfigDict()
 
@@ -123,4 +132,20 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.eval.best_mode = 'max'
   config.eval.num_workers = 2  # processes for CPU-bound metrics
   config.eval.num_audio_examples = 2  # written to TensorBoard
+
+  # SEOFP sign-exponent-only weights (s4jax.quant; rules.py explains the
+  # path rules). Training fake-quantises the selected float32 masters with a
+  # straight-through gradient; export packs them to 1 + exponent_bits bits.
+  config.quant = ml_collections.ConfigDict()
+  config.quant.enabled = False
+  config.quant.exponent_bits = 5  # 1..8; 5 -> 6 bits/weight, 81.25% smaller
+  config.quant.rounding = 'truncate'  # truncate, nearest_linear, nearest_log
+  config.quant.granularity = 'tensor'  # exponent window: tensor or channel
+  config.quant.channel_axis = -1  # output-channel axis for 'channel'
+  config.quant.ste_mask = 'none'  # gradient: none, saturate, range
+  config.quant.include = (r'(^|/)kernel$',)  # regexes: weights to quantise
+  config.quant.exclude = ()  # regexes on 'a/b/kernel' paths kept in float
+  config.quant.include_bias = False
+  config.quant.include_norm = False  # LayerNorm/GroupNorm/gLN parameters
+  config.quant.include_ssm = False  # log_dt, A, B, P, C, D of S4 layers
   return config

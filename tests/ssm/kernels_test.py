@@ -179,7 +179,7 @@ def test_cauchy_kernel_gradient_matches_finite_differences_x64():
     args = (jnp.log(jnp.asarray(dt)), lam_.real, p_.real)
     grads = jax.grad(f, argnums=(0, 1, 2))(*args)
     eps = 1e-6
-    for i, (arg, grad) in enumerate(zip(args, grads)):
+    for i, (arg, grad) in enumerate(zip(args, grads, strict=True)):
       flat = np.asarray(arg).ravel()
       for j in range(0, flat.size, max(1, flat.size // 5)):
         e = np.zeros_like(flat)
@@ -245,7 +245,7 @@ def test_vandermonde_gradient_matches_materialised_x64():
     args = (jnp.log(jnp.asarray([1e-3, 1e-2, 1e-1])), a_.real)
     g1 = jax.grad(factored, argnums=(0, 1))(*args)
     g2 = jax.grad(materialised, argnums=(0, 1))(*args)
-  for x, y in zip(g1, g2):
+  for x, y in zip(g1, g2, strict=True):
     np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-12)
 
 

@@ -29,8 +29,8 @@ def krylov(abar, bbar, c_full, length):
   """K[l] = C Abar^l Bbar by repeated multiplication (real part)."""
   out = np.empty(length)
   x = bbar.astype(np.complex128)
-  for l in range(length):
-    out[l] = (c_full @ x).real
+  for pos in range(length):
+    out[pos] = (c_full @ x).real
     x = abar @ x
   return out
 
