@@ -156,10 +156,16 @@ def _dplr_abar_power_apply(
   )  # (2 N2, H, N2): column k of Abar for each channel.
   mat = jnp.concatenate([cols.real, cols.imag], axis=-1)  # (2N2, H, 2N2)
   mat = jnp.transpose(mat, (1, 2, 0))  # (H, 2 N2 rows, 2 N2 cols)
-  mat_pow = jnp.linalg.matrix_power(mat, power)
   # Functional f(x) = 2 Re(c x) = w . [Re x, Im x] with w = 2 [Re c, -Im c].
-  w = 2 * jnp.concatenate([c.real, -c.imag], axis=-1)
-  w_new = jnp.einsum('...hi,hij->...hj', w, mat_pow)
+  w_new = 2 * jnp.concatenate([c.real, -c.imag], axis=-1)
+  # Binary powering: log2(power) squarings; the row vector is multiplied in
+  # at each set bit, so no matrix-matrix product of partial results.
+  while power:
+    if power & 1:
+      w_new = jnp.einsum('...hi,hij->...hj', w_new, mat)
+    power >>= 1
+    if power:
+      mat = mat @ mat
   return (w_new[..., :n2] - 1j * w_new[..., n2:]) / 2
 
 
