@@ -14,6 +14,7 @@ Field groups:
   optimizer: optimiser, schedule, clipping and the SSM parameter group.
   train:     steps, batch size, logging, checkpoints, non-finite guard.
   eval:      periodic and standalone evaluation.
+  quant:     SEOFP sign-exponent-only weights (`s4jax.quant`); off by default.
 """
 
 from __future__ import annotations

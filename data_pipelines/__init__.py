@@ -1,4 +1,15 @@
 """Input pipelines: built-in synthetic speech data and real-corpus builders.
 
-TensorFlow and tensorflow-datasets live here (never in `s4jax/`).
+  input_pipeline  create_train_iterator / create_eval_iterator (tf.data)
+  synthetic       the built-in dataset: generation, seeding, caching
+  speech_synth    source-filter speech-like signals
+  noise_synth     white/pink/brown, babble, hum, clicks, machine noise
+  mixing          SNR / level mixing (DNS Challenge recipe)
+  layouts         finding and checking real corpora on disk
+  builders        tensorflow-datasets builders (VoiceBank+DEMAND, N-DNS,
+                  LibriMix, WHAM!)
+  audio_io        reading, writing, resampling audio files
+
+TensorFlow and tensorflow-datasets are imported only by `builders` and when
+an iterator is created (never by `s4jax/`).
 """

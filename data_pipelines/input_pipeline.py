@@ -1,0 +1,509 @@
+"""Training and evaluation batches from the built-in or a real corpus.
+
+Every source is random-access (memory-mapped `.npy` for the synthetic set,
+ArrayRecord data sources for the tensorflow-datasets builders), so the order
+is index-based and fully determined by the seed:
+
+* Epoch `e` visits the examples in `permutation(seed, e)`; the stream of
+  examples is the concatenation of epochs. Global step `k` takes stream
+  positions `[k B, (k + 1) B)`, and process `p` of `P` takes its contiguous
+  `B / P` of them. Resuming at step `k` is therefore O(1): no batch is
+  replayed.
+* A random crop's offset is a function of `(seed, epoch, example)`.
+
+tf.data runs the NumPy loading in parallel and prefetches; with
+`config.data.deterministic` the batches come out in step order (identical
+bytes on every run), otherwise as soon as they are ready.
+
+Batches are dicts of NumPy arrays, per process:
+  enhancement: 'noisy', 'clean', 'noise' (b, T) float32;
+  separation:  'mixture' (b, T), 'sources' (b, S, T) float32 (+ 'noise' if
+               the corpus has it);
+  evaluation adds 'mask' (b,) bool (False on padding rows of the last batch)
+  and 'length' (b,) int32 (valid samples before zero padding).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import threading
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+from absl import logging
+
+from data_pipelines import audio_io, synthetic
+
+_PERM_TAG, _CROP_TAG = 101, 102
+# N-DNS clips are cropped or padded to exactly 30 s (Intel's DNSAudio loader).
+_FIXED_SECONDS = {'ndns': 30.0}
+
+
+class Source:
+  """A split as random-access float32 examples at `sample_rate`.
+
+  Attributes:
+    keys: the arrays of each example, e.g. ('noisy', 'clean', 'noise').
+    sample_rate: stored rate in Hz.
+    whole_length: samples that whole clips are padded (or cropped) to.
+    num_sources: separation: S of 'sources'.
+  """
+
+  keys: tuple[str, ...]
+  sample_rate: int
+  whole_length: int
+  num_sources: int = 0
+
+  def __len__(self) -> int:
+    raise NotImplementedError
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    """Real (T,) arrays ('sources': (S, T)) of example `index`."""
+    raise NotImplementedError
+
+
+class SyntheticSource(Source):
+  """The built-in generated dataset."""
+
+  def __init__(self, split: synthetic.SyntheticSplit):
+    self.split = split
+    self.keys = tuple(split.arrays)
+    self.sample_rate = split.spec.sample_rate
+    self.whole_length = split.spec.clip_samples
+    self.num_sources = split.spec.num_sources
+
+  def __len__(self):
+    return len(self.split)
+
+  def __getitem__(self, index):
+    return {k: np.asarray(a[index]) for k, a in self.split.arrays.items()}
+
+
+class TfdsSource(Source):
+  """A prepared tensorflow-datasets corpus, mapped to the task's keys."""
+
+  def __init__(self, builder, split: str, task: str, corpus: str):
+    if split not in builder.info.splits:
+      raise ValueError(
+        f'{corpus} has no split {split!r} in {builder.data_dir}; it has '
+        f'{sorted(builder.info.splits)} (missing folders in manual_dir?).'
+      )
+    self.data = builder.as_data_source(split=split)
+    self._lock = threading.Lock()
+    names = set(builder.info.features)
+    self.sample_rate = int(builder.builder_config.sample_rate)
+    self.mapping = _task_mapping(names, task, corpus)
+    self.keys = tuple(self.mapping)
+    srcs = self.mapping.get('sources', ())
+    self.num_sources = len(srcs)
+    fixed = _FIXED_SECONDS.get(corpus)
+    if fixed:
+      self.whole_length = int(round(fixed * self.sample_rate))
+    else:
+      lengths = builder.info.metadata.get('max_length', {})
+      self.whole_length = int(lengths.get(split) or self._scan_lengths())
+
+  def _scan_lengths(self) -> int:
+    logging.warning('No stored clip lengths; scanning %d examples.', len(self))
+    first = self.mapping[self.keys[0]]
+    return max(len(self.data[i][first]) for i in range(len(self)))
+
+  def __len__(self):
+    return len(self.data)
+
+  def __getitem__(self, index):
+    with self._lock:
+      ex = self.data[int(index)]
+    out = {}
+    for key, names in self.mapping.items():
+      if isinstance(names, tuple):
+        out[key] = np.stack([audio_io.from_int16(ex[n]) for n in names])
+      else:
+        out[key] = audio_io.from_int16(ex[names])
+    return out
+
+
+def _task_mapping(names: set[str], task: str, corpus: str) -> dict:
+  """Batch key -> stored feature (a tuple of features for 'sources')."""
+  if task == 'enhancement':
+    if {'noisy', 'clean'} <= names:
+      out = {'noisy': 'noisy', 'clean': 'clean'}
+    elif {'mixture', 's1'} <= names and 's2' not in names:
+      out = {'noisy': 'mixture', 'clean': 's1'}
+    else:
+      raise ValueError(
+        f'{corpus} with these settings has no noisy/clean pairs. For '
+        "enhancement on LibriMix or WHAM! use config.data.mixture='single'."
+      )
+    if 'noise' in names:
+      out['noise'] = 'noise'
+    return out
+  if task == 'separation':
+    sources = tuple(sorted(n for n in names if n[0] == 's' and n[1:].isdigit()))
+    if 'mixture' not in names or not sources:
+      raise ValueError(
+        f'{corpus} has no separated sources; use task=enhancement, or '
+        'librimix/wham for separation.'
+      )
+    out = {'mixture': 'mixture', 'sources': sources}
+    if 'noise' in names:
+      out['noise'] = 'noise'
+    return out
+  raise ValueError(f"task must be 'enhancement' or 'separation', not {task!r}.")
+
+
+# ----------------------------------------------------------------------------
+# Making sources from a config.
+
+
+def _synthetic_spec(config, split: str) -> synthetic.SyntheticSpec:
+  data = config.data
+  seconds = (
+    data.synthetic_train_seconds
+    if split == 'train'
+    else data.synthetic_eval_seconds
+  )
+  return synthetic.SyntheticSpec(
+    task=config.task,
+    split=split,
+    total_seconds=float(seconds),
+    clip_seconds=float(data.get('synthetic_clip_seconds', 6.0)),
+    sample_rate=int(data.sample_rate),
+    seed=int(config.seed),
+    num_sources=int(data.num_sources),
+    separation_noise=bool(data.get('separation_noise', False)),
+    snr_range=tuple(data.get('snr_range', (-5.0, 20.0))),
+    level_range=tuple(data.get('level_range', (-35.0, -15.0))),
+  )
+
+
+def _default_mixture(config) -> str:
+  mixture = config.data.get('mixture', '')
+  if mixture:
+    return mixture
+  if config.task == 'enhancement':
+    return 'single'
+  return 'both' if config.data.name == 'wham' else 'clean'
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_source(key: tuple) -> Source:
+  kind = key[0]
+  if kind == 'synthetic':
+    _, spec, root, workers = key
+    return SyntheticSource(
+      synthetic.load_or_generate(spec, root, num_workers=workers)
+    )
+  from data_pipelines import builders  # TensorFlow only when needed.
+
+  _, name, cfg, manual_dir, data_dir, split, task = key
+  builder = builders.prepare(name, cfg, manual_dir, data_dir)
+  return TfdsSource(builder, split, task, name)
+
+
+def make_source(config, split: str) -> Source:
+  """The `Source` for `split` ('train', 'validation', 'test', ...).
+
+  The synthetic set is generated (once, then cached); a real corpus is
+  prepared with tensorflow-datasets on first use.
+  """
+  data = config.data
+  if data.name == 'synthetic':
+    spec = _synthetic_spec(config, split)
+    workers = int(data.get('generation_workers', 1))
+    return _cached_source(('synthetic', spec, data.data_dir, workers))
+  from data_pipelines import builders
+
+  if data.name not in builders.BUILDERS:
+    raise ValueError(
+      f'Unknown config.data.name {data.name!r}; known: synthetic, '
+      f'{", ".join(sorted(builders.BUILDERS))}.'
+    )
+  cfg = builders.config_name(
+    data.name,
+    sample_rate=int(data.sample_rate),
+    num_sources=int(data.num_sources) if config.task == 'separation' else 2,
+    mode=data.get('mode', 'min'),
+    mixture=_default_mixture(config),
+  )
+  manual = os.path.expanduser(data.manual_dir) if data.manual_dir else ''
+  key = ('tfds', data.name, cfg, manual, data.data_dir, split, config.task)
+  source = _cached_source(key)
+  if config.task == 'separation' and source.num_sources != data.num_sources:
+    raise ValueError(
+      f'{data.name} has {source.num_sources} sources per mixture but '
+      f'config.data.num_sources={data.num_sources}.'
+    )
+  return source
+
+
+# ----------------------------------------------------------------------------
+# Index arithmetic.
+
+
+def _hosts(process_index, process_count) -> tuple[int, int]:
+  if process_index is None or process_count is None:
+    import jax  # Only for the process layout.
+
+    process_index = (
+      jax.process_index() if process_index is None else process_index
+    )
+    process_count = (
+      jax.process_count() if process_count is None else process_count
+    )
+  if not 0 <= process_index < process_count:
+    raise ValueError(
+      f'process_index {process_index} not in [0, {process_count}).'
+    )
+  return int(process_index), int(process_count)
+
+
+def per_host_batch(global_batch: int, process_count: int) -> int:
+  """Rows per process; the global batch must split evenly."""
+  if global_batch <= 0 or global_batch % process_count:
+    raise ValueError(
+      f'Global batch size {global_batch} must be a positive multiple of the '
+      f'process count {process_count}.'
+    )
+  return global_batch // process_count
+
+
+@functools.lru_cache(maxsize=4)
+def epoch_permutation(seed: int, epoch: int, size: int) -> np.ndarray:
+  """The visiting order of epoch `epoch`: int (size,)."""
+  seq = np.random.SeedSequence(int(seed) % 2**63, spawn_key=(_PERM_TAG, epoch))
+  perm = np.random.default_rng(seq).permutation(size)
+  perm.flags.writeable = False
+  return perm
+
+
+def train_indices(
+  step: int, global_batch: int, size: int, seed: int, pi: int, pc: int
+) -> tuple[np.ndarray, np.ndarray]:
+  """(epochs, example indices) of this process's rows at `step`, int (b,)."""
+  b = per_host_batch(global_batch, pc)
+  positions = step * global_batch + pi * b + np.arange(b)
+  epochs, slots = np.divmod(positions, size)
+  idx = np.array(
+    [
+      epoch_permutation(seed, int(e), size)[s]
+      for e, s in zip(epochs, slots, strict=True)
+    ]
+  )
+  return epochs, idx
+
+
+def _fit(x: np.ndarray, length: int) -> np.ndarray:
+  """Crops or zero-pads the last axis to `length`."""
+  if x.shape[-1] >= length:
+    return x[..., :length]
+  pad = [(0, 0)] * (x.ndim - 1) + [(0, length - x.shape[-1])]
+  return np.pad(x, pad)
+
+
+def _clip(
+  source: Source,
+  example: dict[str, np.ndarray],
+  length: int,
+  sample_rate: int,
+  offset_rng: np.random.Generator | None,
+) -> tuple[dict[str, np.ndarray], int]:
+  """A (cropped) window of `length` samples at `sample_rate`.
+
+  The window is chosen at the stored rate (at a random offset when
+  `offset_rng` is given, else from the start), resampled, then fitted to
+  exactly `length`. Returns the arrays and the count of real samples.
+  """
+  src_len = math.ceil(length * source.sample_rate / sample_rate)
+  total = next(iter(example.values())).shape[-1]
+  offset = 0
+  if offset_rng is not None and total > src_len:
+    offset = int(offset_rng.integers(0, total - src_len + 1))
+  out = {}
+  for k, x in example.items():
+    window = x[..., offset : offset + src_len]
+    window = audio_io.resample(window, source.sample_rate, sample_rate)
+    out[k] = _fit(window.astype(np.float32), length)
+  valid = min(total - offset, src_len) * sample_rate // source.sample_rate
+  return out, int(min(valid, length))
+
+
+def _segment_length(config, source: Source, seconds: float) -> int:
+  sr = int(config.data.sample_rate)
+  if seconds and seconds > 0:
+    return int(round(seconds * sr))
+  return math.ceil(source.whole_length * sr / source.sample_rate)
+
+
+# ----------------------------------------------------------------------------
+# Batches as NumPy functions of the step, wrapped in tf.data.
+
+
+def _train_batch_fn(config, source: Source, pi: int, pc: int):
+  seed, size = int(config.seed), len(source)
+  global_batch = int(config.train.batch_size)
+  sr = int(config.data.sample_rate)
+  length = _segment_length(config, source, config.data.segment_seconds)
+  crop = bool(config.data.segment_seconds and config.data.segment_seconds > 0)
+
+  def batch(step: int) -> dict[str, np.ndarray]:
+    epochs, idx = train_indices(step, global_batch, size, seed, pi, pc)
+    rows = []
+    for e, i in zip(epochs, idx, strict=True):
+      rng = None
+      if crop:
+        seq = np.random.SeedSequence(
+          seed % 2**63, spawn_key=(_CROP_TAG, int(e), int(i))
+        )
+        rng = np.random.default_rng(seq)
+      rows.append(_clip(source, source[int(i)], length, sr, rng)[0])
+    return {k: np.stack([r[k] for r in rows]) for k in source.keys}
+
+  return batch, length
+
+
+def _eval_batch_fn(config, source: Source, size: int, pi: int, pc: int):
+  global_batch = int(config.eval.batch_size)
+  b = per_host_batch(global_batch, pc)
+  sr = int(config.data.sample_rate)
+  seconds = float(config.data.get('eval_segment_seconds', 0.0))
+  length = _segment_length(config, source, seconds)
+  shapes = {k: (length,) for k in source.keys}
+  if 'sources' in shapes:
+    shapes['sources'] = (source.num_sources, length)
+
+  def batch(step: int) -> dict[str, np.ndarray]:
+    out = {k: np.zeros((b,) + s, np.float32) for k, s in shapes.items()}
+    out['mask'] = np.zeros((b,), bool)
+    out['length'] = np.zeros((b,), np.int32)
+    for j in range(b):
+      pos = step * global_batch + pi * b + j
+      if pos >= size:
+        continue
+      arrays, valid = _clip(source, source[pos], length, sr, None)
+      for k, x in arrays.items():
+        out[k][j] = x
+      out['mask'][j], out['length'][j] = True, valid
+    return out
+
+  return batch, length
+
+
+def _tf():
+  import tensorflow as tf  # Deferred: the library never imports TensorFlow.
+
+  try:  # Keep TensorFlow off accelerators; JAX owns them.
+    tf.config.set_visible_devices([], 'GPU')
+  except (RuntimeError, ValueError):
+    pass
+  return tf
+
+
+def _tf_iterator(batch_fn, example: dict, first: int, count: int | None, det):
+  """tf.data over steps [first, first + count) (count None = forever)."""
+  tf = _tf()
+  keys = sorted(example)
+  dtypes = [tf.as_dtype(example[k].dtype) for k in keys]
+
+  def load(step):
+    out = batch_fn(int(step))
+    return [out[k] for k in keys]
+
+  def to_dict(step):
+    arrays = tf.numpy_function(load, [step], dtypes, stateful=False)
+    return {
+      k: tf.ensure_shape(a, example[k].shape)
+      for k, a in zip(keys, arrays, strict=True)
+    }
+
+  end = first + count if count is not None else 2**62
+  ds = tf.data.Dataset.range(first, end)
+  ds = ds.map(to_dict, num_parallel_calls=2, deterministic=det)
+  ds = ds.prefetch(2)
+  options = tf.data.Options()
+  options.deterministic = det
+  options.threading.private_threadpool_size = 2
+  return ds.with_options(options).as_numpy_iterator()
+
+
+def create_train_iterator(
+  config, *, start_step: int = 0, process_index=None, process_count=None
+) -> Iterator[dict[str, np.ndarray]]:
+  """Infinite training batches for this process, from global step `start_step`.
+
+  Args:
+    config: the recipe ConfigDict (`task`, `seed`, `data.*`,
+      `train.batch_size` = global batch size).
+    start_step: the first step to yield; the batches are exactly those an
+      uninterrupted run yields from this step on.
+    process_index: this process (default `jax.process_index()`).
+    process_count: processes (default `jax.process_count()`).
+
+  Returns:
+    An iterator of dicts of float32 arrays with `batch_size / process_count`
+    rows (see the module docstring for keys).
+  """
+  pi, pc = _hosts(process_index, process_count)
+  split = config.data.get('train_split', 'train')
+  source = make_source(config, split)
+  batch_fn, _ = _train_batch_fn(config, source, pi, pc)
+  example = batch_fn(int(start_step))
+  logging.info(
+    'Train pipeline: %s/%s, %d examples, batch %d per process, T=%d.',
+    config.data.name,
+    split,
+    len(source),
+    len(example[source.keys[0]]),
+    example[source.keys[0]].shape[-1],
+  )
+  return _tf_iterator(
+    batch_fn, example, int(start_step), None, config.data.deterministic
+  )
+
+
+class _EvalBatches:
+  """One finite pass per iteration; `len()` is the number of batches."""
+
+  def __init__(self, batch_fn, example, num_batches, deterministic):
+    self._fn, self._example = batch_fn, example
+    self._n, self._det = num_batches, deterministic
+
+  def __len__(self):
+    return self._n
+
+  def __iter__(self):
+    return _tf_iterator(self._fn, self._example, 0, self._n, self._det)
+
+
+def create_eval_iterator(
+  config, split: str = 'validation', *, process_index=None, process_count=None
+) -> Iterable[dict[str, np.ndarray]]:
+  """One pass over `split`, whole clips, with a 'mask' on padding rows.
+
+  Every process yields the same number of batches; together they cover each
+  example exactly once (rows past the end are zeros with mask False).
+  `config.eval.num_examples` > 0 limits the pass to the first examples.
+  Clips are padded to the split's longest clip (N-DNS: cropped or padded to
+  30 s), or cut to `config.data.eval_segment_seconds` when that is > 0.
+
+  Args:
+    config: the recipe ConfigDict (`eval.batch_size` = global batch size).
+    split: 'validation', 'test' or 'train'.
+    process_index: this process (default `jax.process_index()`).
+    process_count: processes (default `jax.process_count()`).
+
+  Returns:
+    A re-iterable of dicts of arrays (see the module docstring).
+  """
+  pi, pc = _hosts(process_index, process_count)
+  source = make_source(config, split)
+  size = len(source)
+  limit = int(config.eval.get('num_examples', 0) or 0)
+  if limit > 0:
+    size = min(size, limit)
+  batch_fn, _ = _eval_batch_fn(config, source, size, pi, pc)
+  num_batches = -(-size // int(config.eval.batch_size))
+  example = batch_fn(0)
+  return _EvalBatches(batch_fn, example, num_batches, config.data.deterministic)
