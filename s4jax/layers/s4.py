@@ -69,6 +69,11 @@ def _pairs(x: np.ndarray) -> np.ndarray:
   return np.stack([x.real, x.imag], axis=-1).astype(np.float32)
 
 
+def _ssm_dtype(u: jnp.ndarray) -> jnp.dtype:
+  """The SSM runs in float32, or float64 for float64 inputs (never bf16)."""
+  return jnp.promote_types(u.dtype, jnp.float32)
+
+
 def _activation(name: str | None, x: jnp.ndarray) -> jnp.ndarray:
   if name is None:
     return x
@@ -240,14 +245,27 @@ class S4Layer(nn.Module):
         f'Unknown S4D init {self.init_scheme!r}: {ssm_init.DIAGONAL_INITS}.'
       )
 
-  def _ssm(self, h: int):
+  def _ssm(self, h: int, dtype: Any = jnp.float32):
+    """Continuous parameters for H channels, cast to real `dtype` precision."""
     if self.n_ssm is not None and h % self.n_ssm:
       raise ValueError(f'n_ssm={self.n_ssm} must divide the channel count {h}.')
-    return self.ssm(h)
+    complex_dtype = jnp.result_type(dtype, jnp.complex64)
+    prm = self.ssm(h)
+    return {
+      k: None
+      if v is None
+      else v.astype(complex_dtype if jnp.iscomplexobj(v) else dtype)
+      for k, v in prm.items()
+    }
 
-  def kernel(self, h: int, length: int) -> jnp.ndarray:
-    """Convolution kernel `(dirs, H, L)`; the backward one shifted by a lag."""
-    prm = self._ssm(h)
+  def kernel(
+    self, h: int, length: int, dtype: Any = jnp.float32
+  ) -> jnp.ndarray:
+    """Convolution kernel `(dirs, H, L)`; the backward one shifted by a lag.
+
+    `dtype` is the real precision of the computation (float32 or float64).
+    """
+    prm = self._ssm(h, dtype)
     if self.mode == 's4':
       k = kernels.cauchy_kernel(
         prm['a'],
@@ -269,7 +287,7 @@ class S4Layer(nn.Module):
 
   def _post(self, y, u, deterministic: bool):
     """D skip, activation, dropout and output projection. y, u: (..., H)."""
-    d = self._ssm(u.shape[-1])['d']
+    d = self._ssm(u.shape[-1], u.dtype)['d']
     if d is not None:
       y = y + d * u
     y = _activation(self.activation, y)
@@ -294,21 +312,23 @@ class S4Layer(nn.Module):
     Returns:
       The layer output, dtype of `u`.
     """
-    u32 = u.astype(jnp.float32)
-    k = self.kernel(u.shape[-1], u.shape[-2]) if kernel is None else kernel
+    u32 = u.astype(_ssm_dtype(u))
+    if kernel is None:
+      kernel = self.kernel(u.shape[-1], u.shape[-2], u32.dtype)
+    k = kernel
     y = kernels.fft_conv(u32, k[0] if k.shape[0] == 1 else k)
     return self._post(y, u32, deterministic).astype(u.dtype)
 
   # Streaming mode -----------------------------------------------------------
 
-  def discrete_ssm(self, h: int):
+  def discrete_ssm(self, h: int, dtype: Any = jnp.float32):
     """The forward-direction discretised system (DiagSSM or DPLRSSM)."""
     if self.bidirectional:
       raise ValueError(
         'A bidirectional S4 layer looks at future inputs and cannot stream; '
         'use bidirectional=False for streaming models.'
       )
-    prm = self._ssm(h)
+    prm = self._ssm(h, dtype)
     c = prm['c'][0]
     if self.mode == 's4':
       return recurrence.discretize_dplr(
@@ -318,18 +338,31 @@ class S4Layer(nn.Module):
       prm['a'], prm['b'], c, prm['dt'], self.discretization
     )
 
-  def init_state(self, batch_shape: tuple[int, ...], h: int) -> jnp.ndarray:
-    """Zero state, complex `(*batch_shape, H, N2)`."""
-    return recurrence.init_state(batch_shape, self.discrete_ssm(h))
+  def init_state(
+    self, batch_shape: tuple[int, ...], h: int, dtype: Any = jnp.float32
+  ) -> jnp.ndarray:
+    """Zero state, complex `(*batch_shape, H, N2)` of `dtype` precision."""
+    return recurrence.init_state(batch_shape, self.discrete_ssm(h, dtype))
 
-  def step(self, state: jnp.ndarray, u: jnp.ndarray):
-    """One time step. u: real (..., H); returns (y (..., H), next state)."""
-    u32 = u.astype(jnp.float32)
-    y, state = recurrence.step(self.discrete_ssm(u.shape[-1]), state, u32)
+  def step(self, state: jnp.ndarray, u: jnp.ndarray, ssm=None):
+    """One time step. u: real (..., H); returns (y (..., H), next state).
+
+    Args:
+      state: complex `(..., H, N2)`.
+      u: the input at this step.
+      ssm: optional `discrete_ssm(H)` computed once per stream, so a step does
+        no discretisation work.
+    """
+    u32 = u.astype(_ssm_dtype(u))
+    if ssm is None:
+      ssm = self.discrete_ssm(u.shape[-1], u32.dtype)
+    y, state = recurrence.step(ssm, state, u32)
     return self._post(y, u32, True).astype(u.dtype), state
 
-  def forward_chunk(self, state: jnp.ndarray, u: jnp.ndarray):
-    """A chunk with state forwarding. u: real (..., T, H)."""
-    u32 = u.astype(jnp.float32)
-    y, state = recurrence.forward(self.discrete_ssm(u.shape[-1]), u32, state)
+  def forward_chunk(self, state: jnp.ndarray, u: jnp.ndarray, ssm=None):
+    """A chunk with state forwarding. u: real (..., T, H); `ssm` as in `step`."""
+    u32 = u.astype(_ssm_dtype(u))
+    if ssm is None:
+      ssm = self.discrete_ssm(u.shape[-1], u32.dtype)
+    y, state = recurrence.forward(ssm, u32, state)
     return self._post(y, u32, True).astype(u.dtype), state

@@ -317,6 +317,22 @@ def cauchy_kernel(
   return k.reshape(*lead, h, length)
 
 
+def fast_fft_length(n: int) -> int:
+  """Smallest `2^a 3^b 5^c >= n`: FFT sizes the CPU/GPU FFT libraries like."""
+  best = 1 << max(n - 1, 0).bit_length()
+  p5 = 1
+  while p5 < best:
+    p35 = p5
+    while p35 < best:
+      m = p35
+      while m < n:
+        m *= 2
+      best = min(best, m)
+      p35 *= 3
+    p5 *= 5
+  return best
+
+
 def fft_conv(u: jnp.ndarray, k: jnp.ndarray) -> jnp.ndarray:
   """Causal or bidirectional convolution by FFT, channels last.
 
@@ -343,16 +359,22 @@ def fft_conv(u: jnp.ndarray, k: jnp.ndarray) -> jnp.ndarray:
     )
   k = k[..., :length]
   k = jnp.pad(k, [(0, 0)] * (k.ndim - 1) + [(0, length - k.shape[-1])])
-  n_fft = 2 * length
+  n_fft = fast_fft_length(2 * length - 1)
   if k.ndim == 3:
     fwd, bwd = k[0], k[1]
+    # Backward taps at negative lags -j, i.e. circular positions n_fft - j.
     back = jnp.concatenate(
-      [bwd[:, :1], jnp.zeros_like(bwd), jnp.flip(bwd[:, 1:], axis=-1)], -1
+      [
+        bwd[:, :1],
+        jnp.zeros((bwd.shape[0], n_fft - length), bwd.dtype),
+        jnp.flip(bwd[:, 1:], axis=-1),
+      ],
+      axis=-1,
     )
-    k_full = jnp.pad(fwd, ((0, 0), (0, length))) + back
+    k_full = jnp.pad(fwd, ((0, 0), (0, n_fft - length))) + back
   else:
-    k_full = jnp.pad(k, ((0, 0), (0, length)))
-  k_f = jnp.fft.rfft(k_full, n=n_fft, axis=-1)  # (H, L+1)
+    k_full = jnp.pad(k, ((0, 0), (0, n_fft - length)))
+  k_f = jnp.fft.rfft(k_full, n=n_fft, axis=-1)  # (H, n_fft // 2 + 1)
   u_f = jnp.fft.rfft(jnp.swapaxes(u, -1, -2), n=n_fft, axis=-1)  # (..., H, .)
   y = jnp.fft.irfft(u_f * k_f, n=n_fft, axis=-1)[..., :length]
   return jnp.swapaxes(y, -1, -2).astype(u.dtype)

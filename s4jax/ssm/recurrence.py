@@ -31,6 +31,7 @@ class DiagSSM(NamedTuple):
   """Discretised diagonal SSM: `x' = Abar x + Bbar u`, `y = 2 Re(C x')`."""
 
   log_abar: jnp.ndarray  # complex (H, N2)
+  abar: jnp.ndarray  # complex (H, N2), exp(log_abar)
   bbar: jnp.ndarray  # complex (H, N2)
   c: jnp.ndarray  # complex (H, N2)
 
@@ -55,8 +56,9 @@ def discretize_diag(
   discretization: str = 'zoh',
 ) -> DiagSSM:
   """Discretises a diagonal SSM; shapes as in `vandermonde_kernel`."""
-  _, bbar = discretize.discretize_diag(a, b, dt, discretization)
-  return DiagSSM(discretize.log_abar_diag(a, dt, discretization), bbar, c)
+  abar, bbar = discretize.discretize_diag(a, b, dt, discretization)
+  log_abar = discretize.log_abar_diag(a, dt, discretization)
+  return DiagSSM(log_abar, abar, bbar, c)
 
 
 def _p_inner(p: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
@@ -129,7 +131,7 @@ def step(
   """
   u_c = u[..., None].astype(state.dtype)
   if isinstance(ssm, DiagSSM):
-    nxt = jnp.exp(ssm.log_abar) * state + ssm.bbar * u_c
+    nxt = ssm.abar * state + ssm.bbar * u_c
   else:
     drive = state + ssm.dt[:, None] / 2 * _dplr_apply_a(ssm, state)
     nxt = _dplr_solve(ssm, drive + ssm.dt[:, None] * ssm.b * u_c)
@@ -151,7 +153,7 @@ def _forward_diag(ssm: DiagSSM, u: jnp.ndarray, state: jnp.ndarray):
   k = kernels.vandermonde(ssm.c * ssm.bbar, ssm.log_abar, length)
   y = kernels.fft_conv(u, k)
   # Contribution of the initial state: y[t] += 2 Re(C Abar^(t+1) x0).
-  x0_coef = ssm.c * jnp.exp(ssm.log_abar) * state  # (..., H, N2)
+  x0_coef = ssm.c * ssm.abar * state  # (..., H, N2)
   y = y + jnp.swapaxes(
     kernels.vandermonde(x0_coef, ssm.log_abar, length), -1, -2
   )

@@ -178,3 +178,29 @@ def test_bfloat16_projection_keeps_ssm_in_float32():
 def test_bad_options_give_clear_errors(kwargs, match):
   with pytest.raises(ValueError, match=match):
     _init(s4_layer.S4Layer(**kwargs))
+
+
+def test_step_with_precomputed_system_matches_plain_step():
+  layer = s4_layer.S4Layer(d_state=16, mode='s4d')
+  u, v = _init(layer, (2, 5, 8))
+  system = layer.apply(v, 8, method=s4_layer.S4Layer.discrete_ssm)
+  state = layer.apply(v, (2,), 8, method=s4_layer.S4Layer.init_state)
+  y1, s1 = layer.apply(v, state, u[:, 0], method=s4_layer.S4Layer.step)
+  y2, s2 = layer.apply(v, state, u[:, 0], system, method=s4_layer.S4Layer.step)
+  np.testing.assert_array_equal(y1, y2)
+  np.testing.assert_array_equal(s1, s2)
+
+
+def test_float64_inputs_stay_float64_under_x64():
+  with jax.enable_x64(True):
+    layer = s4_layer.S4Layer(d_state=8, mode='s4', postact=None)
+    u = jax.random.normal(jax.random.PRNGKey(0), (1, 40, 4), jnp.float64)
+    v = layer.init(jax.random.PRNGKey(1), u)
+    y = layer.apply(v, u)
+    assert y.dtype == jnp.float64
+    state = layer.apply(
+      v, (1,), 4, jnp.float64, method=s4_layer.S4Layer.init_state
+    )
+    _, state = layer.apply(v, state, u[:, 0], method=s4_layer.S4Layer.step)
+    y_t, _ = layer.apply(v, state, u[:, 1], method=s4_layer.S4Layer.step)
+    np.testing.assert_allclose(y_t, y[:, 1], rtol=1e-10, atol=1e-12)

@@ -298,3 +298,16 @@ def test_no_h_n_l_intermediate_at_long_length(family):
     f'temporary buffers {stats.temp_size_in_bytes / 2**20:.1f} MiB; an '
     f'(H, N2, L) tensor is {one_hnl / 2**20:.1f} MiB'
   )
+
+
+@pytest.mark.parametrize('n', [1, 2, 7, 97, 7501, 31999, 32001])
+def test_fast_fft_length_is_smallest_5_smooth_at_least_n(n):
+  def smooth(m):
+    for p in (2, 3, 5):
+      while m % p == 0:
+        m //= p
+    return m == 1
+
+  got = kernels.fast_fft_length(n)
+  want = next(m for m in range(n, 4 * n + 2) if smooth(m))
+  assert got == want, f'fast_fft_length({n}) = {got}, expected {want}'
