@@ -49,8 +49,8 @@ def get_model_module(name: str) -> types.ModuleType:
   """
   if not name:
     raise ValueError(
-        'config.model.name is empty; set it to a model such as spiking_s4 '
-        'or s4m (or a dotted module path).'
+      'config.model.name is empty; set it to a model such as spiking_s4 '
+      'or s4m (or a dotted module path).'
     )
   if name in _REGISTRY:
     return _REGISTRY[name]
@@ -61,9 +61,9 @@ def get_model_module(name: str) -> types.ModuleType:
     if e.name != path and not path.startswith(f'{e.name}.'):
       raise  # A dependency of the model module is missing: show it as is.
     raise ValueError(
-        f'Unknown model {name!r}: no module {path}. Known short names are '
-        f'the modules in s4jax/models (e.g. spiking_s4, s4m) and '
-        f'{sorted(_REGISTRY)}.'
+      f'Unknown model {name!r}: no module {path}. Known short names are '
+      f'the modules in s4jax/models (e.g. spiking_s4, s4m) and '
+      f'{sorted(_REGISTRY)}.'
     ) from e
   _check_module(name, module)
   return module
@@ -78,7 +78,7 @@ def _check_module(name: str, module: types.ModuleType) -> None:
   missing = [a for a in _REQUIRED if not hasattr(module, a)]
   if missing:
     raise ValueError(
-        f'Model module {module.__name__} (model {name!r}) lacks {missing}; '
-        'a model module must define from_config(model_config) and '
-        'loss_fn(outputs, batch, loss_config).'
+      f'Model module {module.__name__} (model {name!r}) lacks {missing}; '
+      'a model module must define from_config(model_config) and '
+      'loss_fn(outputs, batch, loss_config).'
     )

@@ -1,0 +1,153 @@
+"""Process setup for the command-line programs (multi-host, TensorFlow).
+
+`initialize_distributed` starts JAX's multi-controller runtime when the job
+spans several processes (a Cloud TPU pod slice, SLURM, Open MPI, or an
+explicit coordinator): every process runs the same program, and the global
+mesh and batch assembly in `sharding` take it from there.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging as py_logging
+import os
+import sys
+import types
+from typing import Any
+
+import jax
+from absl import logging
+
+# Environment variables that mean "this job has several processes".
+_MULTI_PROCESS_HINTS = (
+  'JAX_COORDINATOR_ADDRESS',
+  'MEGASCALE_COORDINATOR_ADDRESS',
+)
+_COUNT_HINTS = ('SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE')
+
+
+def looks_multi_process() -> bool:
+  """Whether the environment describes a job with several processes."""
+  env = os.environ
+  if any(env.get(k) for k in _MULTI_PROCESS_HINTS):
+    return True
+  if any(int(env.get(k, '1') or 1) > 1 for k in _COUNT_HINTS):
+    return True
+  return ',' in env.get('TPU_WORKER_HOSTNAMES', '')
+
+
+def initialize_distributed(mode: str = 'auto') -> None:
+  """Calls `jax.distributed.initialize()` when needed.
+
+  Args:
+    mode: 'auto' (when `looks_multi_process()`), 'true' or 'false'.
+  """
+  if mode not in ('auto', 'true', 'false'):
+    raise ValueError(f'--multihost must be auto, true or false, not {mode!r}.')
+  if mode == 'false' or (mode == 'auto' and not looks_multi_process()):
+    return
+  coordinator = os.environ.get('JAX_COORDINATOR_ADDRESS') or None
+  jax.distributed.initialize(coordinator_address=coordinator)
+  logging.info(
+    'JAX distributed: process %d of %d, %d local / %d global devices.',
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_device_count(),
+    jax.device_count(),
+  )
+
+
+def hide_accelerators_from_tensorflow() -> None:
+  """Keeps TensorFlow (used by the clu writers) off GPUs/TPUs."""
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return
+  tf.config.set_visible_devices([], 'GPU')
+  tf.config.set_visible_devices([], 'TPU')
+
+
+def load_input_pipeline(name: str) -> types.ModuleType:
+  """Imports the input-pipeline module named by `--input_pipeline`."""
+  try:
+    return importlib.import_module(name)
+  except ModuleNotFoundError as e:
+    raise ValueError(f'--input_pipeline={name}: cannot import it ({e}).') from e
+
+
+class _QuietLibraries(py_logging.Filter):
+  """Drops INFO records from chatty libraries (Orbax, JAX internals)."""
+
+  _PATHS = ('/orbax/', '/jax/_src/')
+
+  def filter(self, record: py_logging.LogRecord) -> bool:
+    if not any(p in record.pathname for p in self._PATHS):
+      return True
+    if record.levelno >= py_logging.ERROR:
+      return True
+    # Orbax warns on every read-only open; that is what evaluation asks for.
+    text = str(record.msg)
+    return (
+      record.levelno >= py_logging.WARNING
+      and 'read only' not in text
+      and 'read_only' not in text
+    )
+
+
+def quiet_library_logs() -> None:
+  """Keeps the console to this program's own progress lines."""
+  handler = logging.get_absl_handler()
+  if not any(isinstance(f, _QuietLibraries) for f in handler.filters):
+    handler.addFilter(_QuietLibraries())
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """`app.run` flags parser that turns config-override errors into messages.
+
+  ml-collections raises a bare `AttributeError`/`KeyError` for an unknown
+  `--config.a.b` key; this names the flag instead of printing a traceback.
+  """
+  from absl import flags  # pylint: disable=g-import-not-at-top
+
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as e:
+    message = e
+    while message.args and isinstance(message.args[0], BaseException):
+      message = message.args[0]
+    text = str(message.args[0] if message.args else message)
+    key = text.splitlines()[0].strip('\'"') if text else '?'
+    hint = ' '.join(text.splitlines()[1:])
+    culprits = [a for a in argv[1:] if a.startswith('--config.') and key in a]
+    where = f' in {culprits[0]}' if culprits else ''
+    sys.exit(
+      f'error: unknown config key {key!r}{where}. Overrides must name an '
+      f'existing field of the recipe (see configs/base.py). {hint}'.strip()
+    )
+  except flags.Error as e:
+    sys.exit(
+      f'error: {_without_traceback(str(e))}\nPass --help to see the flags.'
+    )
+
+
+def _without_traceback(text: str) -> str:
+  """First line plus the final exception line of an embedded traceback."""
+  if 'Traceback (most recent call last)' not in text:
+    return text
+  lines = [line for line in text.splitlines() if line.strip()]
+  return f'{lines[0]} {lines[-1]}'
+
+
+def loaded_config(holder: Any) -> Any:
+  """The ConfigDict of a `--config` flag, or exit with why it did not load.
+
+  ml-collections reports a missing or broken recipe file only when the
+  config is first used; this turns that into a one-line error.
+  """
+  config = holder.value
+  try:
+    config.get('task')
+  except OSError as e:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    sys.exit(f'error: --config could not be loaded: {" ".join(lines[-2:])}')
+  return config

@@ -1,0 +1,107 @@
+"""Mesh and sharding helpers for data-parallel training by sharding.
+
+One `Mesh` spans every device of every process with axes `('data', 'model')`.
+Batches are split along `'data'`; the train state is replicated. The `'model'`
+axis (size 1 by default) leaves room for tensor parallelism later: a
+parameter rule would map weight dimensions to it. Axis types are `Auto`
+(GSPMD propagation), since `jax.make_mesh` defaults to explicit axes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+DATA = 'data'
+MODEL = 'model'
+
+
+def create_mesh(model_axis_size: int = 1) -> Mesh:
+  """A `(data, model)` mesh over all devices of all processes."""
+  count = jax.device_count()
+  if model_axis_size < 1 or count % model_axis_size:
+    raise ValueError(
+      f'model_axis_size={model_axis_size} must divide the device count {count}.'
+    )
+  return jax.make_mesh(
+    (count // model_axis_size, model_axis_size),
+    (DATA, MODEL),
+    axis_types=(AxisType.Auto, AxisType.Auto),
+  )
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  """Sharding of an array copied on every device."""
+  return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Sharding of an array split along its first axis over `'data'`."""
+  return NamedSharding(mesh, P(DATA))
+
+
+def local_data_devices(mesh: Mesh) -> int:
+  """Number of distinct `'data'` positions held by this process."""
+  shards = batch_sharding(mesh).addressable_devices_indices_map(
+    (mesh.shape[DATA],)
+  )
+  return len({idx[0].start for idx in shards.values()})
+
+
+def check_batch_size(global_batch: int, mesh: Mesh, what: str) -> None:
+  """Raises a clear error unless `global_batch` splits evenly."""
+  data = mesh.shape[DATA]
+  if global_batch % data:
+    raise ValueError(
+      f'{what}={global_batch} is not divisible by the {data} devices of '
+      f"the mesh's data axis; choose a multiple of {data}."
+    )
+
+
+def to_global(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, Any]:
+  """Assembles per-process numpy batches into global `jax.Array`s.
+
+  Args:
+    batch: this process's rows (`global rows / process_count` each).
+    mesh: the training mesh.
+
+  Returns:
+    The same keys as global arrays sharded along `'data'`.
+  """
+  sharding = batch_sharding(mesh)
+  per_process = local_data_devices(mesh)
+  for k, v in batch.items():
+    if np.shape(v)[0] % per_process:
+      raise ValueError(
+        f'Batch entry {k!r} has {np.shape(v)[0]} rows on this process, '
+        f'not a multiple of its {per_process} data devices; make the '
+        'global batch size a multiple of the device count.'
+      )
+  return {
+    k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+    for k, v in batch.items()
+  }
+
+
+def to_local(tree: Any, mesh: Mesh) -> Any:
+  """This process's rows of `'data'`-sharded global arrays, as numpy."""
+  if jax.process_count() == 1:
+    return jax.tree.map(np.asarray, tree)
+  local = multihost_utils.global_array_to_host_local_array(
+    tree, mesh, jax.tree.map(lambda _: P(DATA), tree)
+  )
+  return jax.tree.map(np.asarray, local)
+
+
+def put_replicated(tree: Any, mesh: Mesh) -> Any:
+  """Host values identical on every process, as replicated arrays."""
+  sharding = replicated(mesh)
+  return jax.tree.map(
+    lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
+    tree,
+  )

@@ -1,0 +1,115 @@
+"""Model size and cost: parameters per module, MACs traced from shapes.
+
+`trace_macs` counts multiply-accumulates of any Linen model by intercepting
+its layer calls during `jax.eval_shape` (nothing is computed, so a 30 s clip
+costs nothing), with the fvcore conventions the papers' figures use (one MAC
+per multiply-add, biases and elementwise ops free):
+
+| layer                        | MACs                                        |
+|------------------------------|---------------------------------------------|
+| `nn.Dense`, `nn.DenseGeneral`| rows * in_features * out_features           |
+| `nn.Conv`                    | output positions * kernel * in/groups * out |
+| `nn.ConvTranspose`           | input positions * kernel * in * out         |
+| `nn.LayerNorm`/`nn.GroupNorm`| 5 per element (4 without scale and bias)    |
+
+FFTs, S4 kernel generation and other `jnp` code inside custom modules are
+not counted; a model module that knows better provides its own
+`count_macs(model_config, seconds)`, which `launch/summary.py` prefers.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import numpy as np
+
+
+def _path(context: Any) -> str:
+  return '/'.join(str(p) for p in context.module.path) or '<root>'
+
+
+def _norm_macs(mod: nn.Module, x: Any) -> int:
+  affine = getattr(mod, 'use_scale', True) or getattr(mod, 'use_bias', True)
+  return (5 if affine else 4) * math.prod(x.shape)
+
+
+def _layer_macs(mod: nn.Module, x: Any, out: Any) -> int | None:
+  """MACs of one call of a known layer type, else None."""
+  if isinstance(mod, nn.Dense):
+    return math.prod(x.shape[:-1]) * x.shape[-1] * mod.features
+  if isinstance(mod, nn.DenseGeneral):
+    axes = mod.axis if isinstance(mod.axis, tuple) else (mod.axis,)
+    axes = tuple(a % x.ndim for a in axes)
+    contract = math.prod(x.shape[a] for a in axes)
+    feats = mod.features if isinstance(mod.features, tuple) else (mod.features,)
+    return (
+      math.prod(out.shape) // math.prod(feats) * contract * math.prod(feats)
+    )
+  if isinstance(mod, nn.ConvTranspose):
+    kernel = math.prod(mod.kernel_size)
+    return math.prod(x.shape[:-1]) * kernel * x.shape[-1] * mod.features
+  if isinstance(mod, nn.Conv):
+    kernel = math.prod(mod.kernel_size)
+    per = kernel * (x.shape[-1] // mod.feature_group_count) * mod.features
+    return math.prod(out.shape[:-1]) * per
+  if isinstance(mod, (nn.LayerNorm, nn.GroupNorm)):
+    return _norm_macs(mod, x)
+  return None
+
+
+def trace_macs(
+  model: nn.Module, variables: Any, *args: Any, **kwargs: Any
+) -> dict[str, int]:
+  """MACs per module path of `model.apply(variables, *args, **kwargs)`.
+
+  Args:
+    model: a Linen module.
+    variables: its variables (arrays or `jax.ShapeDtypeStruct`s).
+    *args: call arguments (arrays or shape structs).
+    **kwargs: static call keyword arguments (e.g. `train=False`).
+
+  Returns:
+    `{module path: MACs}` in call order, plus `'total'`.
+  """
+  counts: dict[str, int] = collections.OrderedDict()
+
+  def interceptor(next_fun, call_args, call_kwargs, context):
+    out = next_fun(*call_args, **call_kwargs)
+    if context.method_name == '__call__' and call_args:
+      macs = _layer_macs(context.module, call_args[0], out)
+      if macs is not None:
+        key = _path(context)
+        counts[key] = counts.get(key, 0) + int(macs)
+    return out
+
+  def run(variables, args):
+    with nn.intercept_methods(interceptor):
+      return model.apply(variables, *args, **kwargs)
+
+  jax.eval_shape(run, variables, args)
+  counts['total'] = sum(counts.values())
+  return dict(counts)
+
+
+def params_by_module(params: Any, depth: int = 1) -> dict[str, int]:
+  """Parameter counts grouped by the first `depth` levels of their path."""
+  out: dict[str, int] = collections.OrderedDict()
+  flat = jax.tree_util.tree_flatten_with_path(params)[0]
+  for path, leaf in flat:
+    keys = [str(getattr(k, 'key', getattr(k, 'name', k))) for k in path]
+    name = (
+      '/'.join(keys[:depth])
+      if len(keys) > depth
+      else '/'.join(keys[:-1]) or keys[-1]
+    )
+    out[name] = out.get(name, 0) + int(np.prod(np.shape(leaf)))
+  return dict(out)
+
+
+def count_params(params: Any) -> int:
+  """Number of scalar parameters."""
+  return int(sum(np.prod(np.shape(x)) for x in jax.tree.leaves(params)))

@@ -1,0 +1,495 @@
+"""The training loop: `train_and_evaluate(config, workdir, input_pipeline)`.
+
+Runs unchanged on one CPU, a GPU node or a TPU pod:
+
+* one `Mesh` over all devices (`sharding.create_mesh`), replicated state,
+  batches split along `'data'` and assembled from per-process numpy rows
+  with `jax.make_array_from_process_local_data`;
+* one jitted step with `NamedSharding` in/out shardings and a donated state;
+* resumption from the latest checkpoint in `<workdir>/checkpoints` (data
+  restart at the restored step, per-step RNG `fold_in(seed key, step)`, so
+  a resumed run repeats the losses of an uninterrupted one);
+* SIGTERM (TPU/GPU preemption) saves a checkpoint and returns; multi-host
+  runs also honour JAX's preemption sync point;
+* clu writers (TensorBoard + console), `ReportProgress` (steps/s, ETA), an
+  optional profile, periodic evaluation with JSON/Markdown reports, audio
+  and spectrograms, and the best/last-N checkpoint retention.
+
+This module does the I/O of the loop (clu writers need TensorFlow); the
+rest of `s4jax.training` is pure JAX.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+from clu import parameter_overview
+from etils import epath
+from jax.experimental import multihost_utils
+
+from s4jax.training import checkpoint as ckpt_lib
+from s4jax.training import errors, evaluation, optim
+from s4jax.training import sharding as sharding_lib
+from s4jax.training import state as state_lib
+from s4jax.training import steps as steps_lib
+from s4jax.training import tasks as tasks_lib
+
+REPORT_SUBDIR = 'eval'
+
+
+class InputPipeline(Protocol):
+  """What the loop needs from `data_pipelines.input_pipeline`."""
+
+  def create_train_iterator(
+    self, config: Any, *, start_step: int = 0, **kwargs
+  ) -> Iterator[dict[str, np.ndarray]]: ...
+
+  def create_eval_iterator(
+    self, config: Any, split: str = 'validation', **kwargs
+  ) -> Iterator[dict[str, np.ndarray]]: ...
+
+
+NonFiniteError = errors.NonFiniteError
+USER_ERRORS = errors.USER_ERRORS
+
+
+@dataclasses.dataclass
+class TrainResult:
+  """What `train_and_evaluate` returns.
+
+  Attributes:
+    state: the final train state.
+    history: logged training scalars, one dict (with `step`) per log.
+    evals: evaluation means, one dict (with `step`) per evaluation.
+    preempted: True when SIGTERM stopped the run early.
+  """
+
+  state: state_lib.TrainState
+  history: list[dict[str, float]]
+  evals: list[dict[str, float]]
+  preempted: bool = False
+
+
+class _PreemptionFlag:
+  """Sets itself on SIGTERM while active (main thread only)."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    logging.warning('SIGTERM: saving a checkpoint and stopping.')
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+  def should_stop(self, step: int) -> bool:
+    if jax.process_count() > 1:
+      # All processes agree on the step (JAX's preemption service).
+      synced = multihost_utils.reached_preemption_sync_point(step)
+      return synced or self.requested
+    return self.requested
+
+
+def _shardings(tree: Any) -> Any:
+  return jax.tree.map(lambda x: x.sharding, tree)
+
+
+def _meta(
+  config: ml_collections.ConfigDict, evaluated: bool = True
+) -> dict[str, Any]:
+  """Checkpoint metadata; `evaluated=False` marks an evaluation still due."""
+  return {
+    'config': json.loads(config.to_json_best_effort()),
+    'evaluated': evaluated,
+  }
+
+
+def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  if jax.process_index() != 0:
+    return
+  path = epath.Path(workdir) / 'config.json'
+  if path.exists():
+    old = json.loads(path.read_text())
+    new = _meta(config)['config']
+    changed = sorted(_diff_keys(old, new))
+    if changed:
+      logging.warning('Config differs from the run in %s: %s', workdir, changed)
+  path.write_text(config.to_json_best_effort(indent=1))
+
+
+def _diff_keys(a: Any, b: Any, prefix: str = '') -> list[str]:
+  if isinstance(a, dict) and isinstance(b, dict):
+    out = []
+    for k in sorted(set(a) | set(b)):
+      out += _diff_keys(a.get(k), b.get(k), f'{prefix}{k}.')
+    return out
+  return [] if a == b else [prefix.rstrip('.')]
+
+
+def _check_config(config: ml_collections.ConfigDict) -> None:
+  train = config.train
+  for key in (
+    'num_steps',
+    'batch_size',
+    'log_every',
+    'eval_every',
+    'checkpoint_every',
+  ):
+    if int(train[key]) < 0 or (key == 'batch_size' and train[key] < 1):
+      raise ValueError(f'config.train.{key}={train[key]} must be positive.')
+  if config.eval.best_mode not in ('max', 'min'):
+    raise ValueError(
+      f"config.eval.best_mode={config.eval.best_mode!r}; use 'max' or 'min'."
+    )
+
+
+def _due(step: int, every: int, last: int) -> bool:
+  return step == last or (every > 0 and step % every == 0)
+
+
+class _Run:
+  """State shared by the steps of one `train_and_evaluate` call."""
+
+  def __init__(
+    self,
+    config,
+    workdir,
+    input_pipeline,
+    metric_fn,
+    checkpointer: ckpt_lib.Checkpointer,
+  ):
+    self.config = config
+    self.workdir = workdir
+    self.pipeline = input_pipeline
+    self.metric_fn = metric_fn
+    self.checkpointer = checkpointer
+    self.mesh = sharding_lib.create_mesh()
+    self.task = tasks_lib.create_task(config)
+    num_steps = int(config.train.num_steps)
+    self.tx = optim.create_optimizer(config.optimizer, num_steps)
+    self.lr_fn = optim.learning_rate_fn(config.optimizer, num_steps)
+    self.eval_step = jax.jit(
+      steps_lib.make_eval_step(self.task),
+      out_shardings=sharding_lib.batch_sharding(self.mesh),
+    )
+    self.pool = None
+
+  def compile_train_step(self, state, batch):
+    abstract_batch = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+      batch,
+    )
+    step_fn, _ = steps_lib.make_train_step(
+      self.task, self.tx, self.lr_fn, state, abstract_batch
+    )
+    repl = sharding_lib.replicated(self.mesh)
+    return jax.jit(
+      step_fn,
+      in_shardings=(_shardings(state), _shardings(batch)),
+      out_shardings=(_shardings(state), repl, repl),
+      donate_argnums=0,
+    )
+
+  def evaluate(self, params, split='validation'):
+    names = tuple(self.config.eval.metrics)
+    workers = int(self.config.eval.num_workers)
+    if self.pool is None and workers > 0 and evaluation.needs_pool(names):
+      self.pool = evaluation.make_pool(workers)
+    return evaluation.evaluate(
+      self.task,
+      params,
+      self.pipeline.create_eval_iterator(self.config, split=split),
+      eval_step=self.eval_step,
+      mesh=self.mesh,
+      metric_names=names,
+      metric_fn=self.metric_fn,
+      pool=self.pool,
+      num_audio=int(self.config.eval.num_audio_examples),
+    )
+
+  def close(self):
+    if self.pool is not None:
+      self.pool.shutdown()
+    self.checkpointer.close()
+
+
+def _plateau(run: _Run, state, result: evaluation.EvalResult):
+  """Updates the plateau bookkeeping of `state` from an evaluation."""
+  cfg, opt = run.config.eval, run.config.optimizer
+  name = cfg.best_metric or 'loss'
+  mode = cfg.best_mode if cfg.best_metric else 'min'
+  value = result.metrics.get(name, float('nan'))
+  best, bad, scale = state_lib.plateau_update(
+    float(state.plateau_best),
+    int(state.plateau_bad_evals),
+    float(state.lr_scale),
+    value,
+    mode=mode,
+    factor=opt.plateau_factor if opt.schedule == 'plateau' else 1.0,
+    patience=max(int(opt.plateau_patience), 1),
+  )
+  if scale != float(state.lr_scale):
+    logging.info(
+      'Plateau: learning-rate scale %g -> %g.', float(state.lr_scale), scale
+    )
+  new = sharding_lib.put_replicated(
+    {
+      'best': np.float32(best),
+      'bad': np.int32(bad),
+      'scale': np.float32(scale),
+    },
+    run.mesh,
+  )
+  return state.replace(
+    plateau_best=new['best'],
+    plateau_bad_evals=new['bad'],
+    lr_scale=new['scale'],
+  ), value
+
+
+def _check_skips(consecutive: Any, step: int, limit: int) -> None:
+  if consecutive is None or limit <= 0:
+    return
+  value = int(consecutive)
+  if value >= limit:
+    raise NonFiniteError(
+      f'Training stopped at step {step}: {value} consecutive steps had a '
+      f'non-finite loss or gradient (limit config.train.'
+      f'max_consecutive_skips={limit}). Parameters were left at their last '
+      'finite values. Lower the learning rate, enable '
+      'optimizer.clip_norm, or check the data for NaN/Inf.'
+    )
+
+
+def train_and_evaluate(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  input_pipeline: InputPipeline,
+  *,
+  metric_fn: evaluation.MetricFn | None = None,
+) -> TrainResult:
+  """Trains (resuming if possible), evaluates and checkpoints.
+
+  Args:
+    config: a recipe from `configs/` (see `configs/base.py`).
+    workdir: where checkpoints, TensorBoard events and reports go.
+    input_pipeline: provides `create_train_iterator`/`create_eval_iterator`.
+    metric_fn: evaluation metric function (default: `s4jax.audio.metrics`).
+
+  Returns:
+    A `TrainResult`.
+
+  Raises:
+    NonFiniteError: after `config.train.max_consecutive_skips` skipped steps.
+  """
+  _check_config(config)
+  workdir = ckpt_lib.absolute(workdir)
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+  checkpointer = ckpt_lib.Checkpointer(
+    ckpt_lib.checkpoint_dir(workdir),
+    keep=config.train.keep_checkpoints,
+    best_metric=config.eval.best_metric or None,
+    best_mode=config.eval.best_mode,
+  )
+  run = _Run(config, workdir, input_pipeline, metric_fn, checkpointer)
+  sharding_lib.check_batch_size(
+    config.train.batch_size, run.mesh, 'config.train.batch_size'
+  )
+  try:
+    return _train(run)
+  finally:
+    run.close()
+
+
+def _train(run: _Run) -> TrainResult:
+  config, workdir = run.config, run.workdir
+  state = ckpt_lib.restore_or_init(
+    config, run.task, run.tx, run.mesh, run.checkpointer
+  )
+  start = int(state.step)
+  num_steps = int(config.train.num_steps)
+  _write_config(config, workdir)
+  # clu's writers import TensorFlow (TensorBoard event files); imported here
+  # so that `import s4jax.training` works without TensorFlow.
+  from clu import metric_writers  # pylint: disable=g-import-not-at-top
+
+  writer = metric_writers.create_default_writer(
+    workdir, just_logging=jax.process_index() > 0
+  )
+  result = TrainResult(state, [], [])
+  if start == 0:
+    parameter_overview.log_parameter_overview(state.params)
+    writer.write_hparams(_flat_hparams(config))
+  if start >= num_steps:
+    logging.info('Nothing to do: step %d >= num_steps %d.', start, num_steps)
+    return result
+  hooks = _hooks(config, workdir, writer, num_steps, start)
+  if start and not run.checkpointer.restore_meta(start).get('evaluated', 1):
+    # Preempted before the evaluation of this step: run it now, so the
+    # plateau schedule sees the same evaluations as an uninterrupted run.
+    state, _ = _evaluate(run, state, start, writer, result)
+  train_iter = run.pipeline.create_train_iterator(config, start_step=start)
+  p_step, acc, pending = None, None, None
+  limit = int(config.train.max_consecutive_skips)
+  with metric_writers.ensure_flushes(writer), _PreemptionFlag() as flag:
+    for step in range(start + 1, num_steps + 1):
+      with jax.profiler.StepTraceAnnotation('train', step_num=step):
+        batch = sharding_lib.to_global(next(train_iter), run.mesh)
+        if p_step is None:
+          p_step = run.compile_train_step(state, batch)
+        state, metrics, consecutive = p_step(state, batch)
+      _check_skips(pending, step - 1, limit)
+      pending = consecutive
+      acc = metrics if acc is None else acc.merge(metrics)
+      for hook in hooks:
+        hook(step)
+      if _due(step, config.train.log_every, num_steps):
+        _check_skips(pending, step, limit)
+        scalars = {k: float(v) for k, v in acc.compute().items()}
+        writer.write_scalars(
+          step, {f'train/{k}': v for k, v in scalars.items()}
+        )
+        result.history.append({'step': step, **scalars})
+        acc = None
+      preempted = flag.should_stop(step)
+      eval_due = _due(step, config.train.eval_every, num_steps)
+      eval_metrics = None
+      if eval_due and not preempted:
+        with hooks[0].timed('eval'):
+          state, eval_metrics = _evaluate(run, state, step, writer, result)
+      if preempted or _due(step, config.train.checkpoint_every, num_steps):
+        run.checkpointer.save(
+          step,
+          state,
+          meta=_meta(config, not (eval_due and preempted)),
+          metrics=eval_metrics,
+          force=preempted,
+        )
+      if preempted:
+        _check_skips(pending, step, limit)
+        logging.warning('Preempted at step %d; checkpoint saved.', step)
+        result.preempted = True
+        break
+    _check_skips(pending, step, limit)
+  result.state = state
+  return result
+
+
+def _evaluate(run: _Run, state, step, writer, result: TrainResult):
+  config = run.config
+  res = run.evaluate(state.params)
+  state, _ = _plateau(run, state, res)
+  if jax.process_index() == 0:
+    evaluation.write_report(
+      str(epath.Path(run.workdir) / REPORT_SUBDIR),
+      step,
+      res,
+      split='validation',
+    )
+  evaluation.write_tensorboard(writer, step, res, run.task.sample_rate)
+  writer.write_scalars(step, {'eval/lr_scale': float(state.lr_scale)})
+  result.evals.append({'step': step, **res.metrics})
+  logging.info('Evaluation at step %d: %s', step, res.metrics)
+  if not config.eval.best_metric:
+    return state, None
+  value = res.metrics.get(config.eval.best_metric)
+  if value is None or not np.isfinite(value):
+    return state, None
+  return state, {config.eval.best_metric: value}
+
+
+def _hooks(config, workdir, writer, num_steps, start):
+  from clu import periodic_actions  # pylint: disable=g-import-not-at-top
+
+  hooks = [
+    periodic_actions.ReportProgress(
+      num_train_steps=num_steps,
+      writer=writer,
+      every_steps=max(int(config.train.log_every), 1),
+    )
+  ]
+  if config.train.profile_steps and jax.process_index() == 0:
+    hooks.append(
+      periodic_actions.Profile(
+        logdir=workdir,
+        num_profile_steps=int(config.train.profile_steps),
+        profile_duration_ms=None,  # Stop after the steps, however fast.
+        first_profile=start + 10,  # After compilation, also when resuming.
+      )
+    )
+  return hooks
+
+
+def _flat_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  out = {}
+
+  def walk(node, prefix):
+    for k, v in node.items():
+      if isinstance(v, dict):
+        walk(v, f'{prefix}{k}.')
+      else:
+        out[f'{prefix}{k}'] = (
+          v if isinstance(v, (int, float, str, bool)) else str(v)
+        )
+
+  walk(json.loads(config.to_json_best_effort()), '')
+  return out
+
+
+def evaluate_checkpoint(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  input_pipeline: InputPipeline,
+  *,
+  step: int | str | None = None,
+  split: str = 'validation',
+  metric_fn: evaluation.MetricFn | None = None,
+) -> tuple[int, evaluation.EvalResult, tuple[str, str] | None]:
+  """Evaluates a saved checkpoint over a whole split; writes its reports.
+
+  Returns:
+    `(step, result, (json path, markdown path))` (paths None off process 0).
+  """
+  workdir = ckpt_lib.absolute(workdir)
+  checkpointer = ckpt_lib.Checkpointer(
+    ckpt_lib.checkpoint_dir(workdir), read_only=True
+  )
+  run = None
+  try:
+    step = ckpt_lib.resolve_step(
+      checkpointer, workdir, config, step, REPORT_SUBDIR
+    )
+    run = _Run(config, workdir, input_pipeline, metric_fn, checkpointer)
+    state = ckpt_lib.restore_or_init(
+      config, run.task, run.tx, run.mesh, checkpointer, step=step
+    )
+    res = run.evaluate(state.params, split=split)
+    paths = None
+    if jax.process_index() == 0:
+      paths = evaluation.write_report(
+        str(epath.Path(workdir) / REPORT_SUBDIR), step, res, split=split
+      )
+    return step, res, paths
+  finally:
+    if run is not None:
+      run.close()
+    else:
+      checkpointer.close()

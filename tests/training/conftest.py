@@ -1,0 +1,33 @@
+"""Shared setup of the training tests: fast XLA compiles, one compile cache.
+
+The settings are restored after each module, so tests elsewhere in the same
+session run with JAX's defaults.
+"""
+
+import jax
+import pytest
+
+_SETTINGS = (
+  'jax_disable_most_optimizations',
+  'jax_compilation_cache_dir',
+  'jax_persistent_cache_min_compile_time_secs',
+  'jax_persistent_cache_min_entry_size_bytes',
+)
+
+
+@pytest.fixture(scope='session')
+def _xla_cache_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp('xla_cache'))
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _fast_compiles(_xla_cache_dir):
+  """Toy models need no XLA optimisation; identical steps compile once."""
+  saved = {name: jax.config.values[name] for name in _SETTINGS}
+  jax.config.update('jax_disable_most_optimizations', True)
+  jax.config.update('jax_compilation_cache_dir', _xla_cache_dir)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+  jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+  yield
+  for name, value in saved.items():
+    jax.config.update(name, value)
