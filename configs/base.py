@@ -65,6 +65,26 @@ def parse_arg(arg: str | None, **defaults):
   return out
 
 
+def shrink_run_for_smoke(
+  config: ml_collections.ConfigDict, segment_seconds: float = 0.5
+) -> None:
+  """Run settings every recipe's `smoke=True` shares: tiny built-in data, 2 steps.
+
+  Recipes shrink their own model on top of this.
+  """
+  config.data.name = 'synthetic'
+  config.data.segment_seconds = segment_seconds
+  config.data.synthetic_train_seconds = 8.0
+  config.data.synthetic_eval_seconds = 2.0
+  config.train.batch_size = 2
+  config.train.num_steps = 2
+  config.train.log_every = 1
+  config.train.eval_every = 2
+  config.train.checkpoint_every = 2
+  config.eval.batch_size = 2
+  config.eval.num_examples = 2
+
+
 def get_base_config() -> ml_collections.ConfigDict:
   """Returns the shared skeleton; recipes override and extend it."""
   config = ml_collections.ConfigDict()

@@ -69,14 +69,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.d_model = 16
     config.model.n_layers = 1
     config.model.d_state = 8
-    config.data.segment_seconds = 0.5
-    config.data.synthetic_train_seconds = 8.0
-    config.data.synthetic_eval_seconds = 2.0
-    config.train.batch_size = 2
-    config.train.num_steps = 2
-    config.train.log_every = 1
-    config.train.eval_every = 2
-    config.train.checkpoint_every = 2
-    config.eval.batch_size = 2
-    config.eval.num_examples = 2
+    base.shrink_run_for_smoke(config)
   return config

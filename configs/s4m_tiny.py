@@ -84,16 +84,7 @@ def smoke(config: ml_collections.ConfigDict) -> None:
   m.depth = 3
   m.d_state = 8
   m.ff_expand = 2
-  config.data.segment_seconds = 0.25
-  config.data.synthetic_train_seconds = 8.0
-  config.data.synthetic_eval_seconds = 2.0
-  config.train.batch_size = 2
-  config.train.num_steps = 2
-  config.train.log_every = 1
-  config.train.eval_every = 2
-  config.train.checkpoint_every = 2
-  config.eval.batch_size = 2
-  config.eval.num_examples = 2
+  base.shrink_run_for_smoke(config, segment_seconds=0.25)
   config.eval.metrics = ('si_sdr', 'si_sdri')
   config.eval.num_workers = 0
   config.eval.num_audio_examples = 1

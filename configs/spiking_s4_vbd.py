@@ -61,16 +61,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   if arg.smoke:
     spiking_s4_ndns.smoke_model(config.model)
-    config.data.name = 'synthetic'
-    config.data.segment_seconds = 0.5
-    config.data.synthetic_train_seconds = 8.0
-    config.data.synthetic_eval_seconds = 2.0
-    config.train.batch_size = 2
-    config.train.num_steps = 2
-    config.train.log_every = 1
-    config.train.eval_every = 2
-    config.train.checkpoint_every = 2
-    config.eval.batch_size = 2
-    config.eval.num_examples = 2
+    base.shrink_run_for_smoke(config)
     config.eval.metrics = ('si_snr',)
   return config
