@@ -8,9 +8,10 @@ Both kernels are pure functions of the continuous parameters and compose with
   matrix product of `(H, M, N)` by `(H, N, c)` with `M c >= L`, `c ~ sqrt(L)`.
 * `cauchy_kernel` evaluates the truncated generating function at the `L/2+1`
   non-redundant `L`-th roots of unity (the Cauchy + Woodbury method of Gu et
-  al., ICLR 2022, section 3.3 and state-spaces/s4 `SSMKernelDPLR`), folds each
-  conjugate pair into a single reciprocal, processes the nodes in chunks under
-  `jax.checkpoint`, and returns to the time domain with one inverse real FFT.
+  al., ICLR 2022, section 3.3 and state-spaces/s4 `SSMKernelDPLR`). On the
+  unit circle the bilinear map `(2/dt)(1-z)/(1+z)` is purely imaginary, so each
+  conjugate pair costs one real division; the nodes are processed in chunks
+  under `jax.checkpoint`, and one inverse real FFT returns to the time domain.
 
 Shapes: `H` channels, `N2` conjugate pairs (state size `N = 2 N2`), `R` rank of
 the low-rank term, `L` kernel length. Complex inputs are complex64 (complex128
