@@ -4,7 +4,10 @@ Shape (issue defaults): H=256 channels, N2=32 conjugate pairs (N=64), batch 8,
 float32 on CPU, L in {1024, 16000}. Variants, all jitted:
 
   fft     the bare rfft/irfft convolution `fft_conv(u, K)` with K given,
-  s4      S4Layer(mode='s4')  SSM core: DPLR kernel + FFT conv + D skip,
+  s4      S4Layer(mode='s4', l_max=L) SSM core: DPLR kernel + FFT conv + D
+          skip, learning C~ at the benchmark length (state-spaces/s4's form),
+  s4_c    S4Layer(mode='s4') learning plain C: the truncation correction
+          C (I - Abar^L) is recomputed in every call,
   s4d     S4Layer(mode='s4d') SSM core: Vandermonde kernel + FFT conv + D,
   s4_glu  / s4d_glu: the same with GELU and the GLU output projection.
 
@@ -36,7 +39,7 @@ from s4jax.layers import s4 as s4_layer
 from s4jax.ssm import kernels
 
 H, N2, BATCH = 256, 32, 8
-VARIANTS = ('fft', 's4', 's4d', 's4_glu', 's4d_glu')
+VARIANTS = ('fft', 's4', 's4_c', 's4d', 's4_glu', 's4d_glu')
 
 
 def build(variant: str, length: int, backward: bool):
@@ -57,6 +60,7 @@ def build(variant: str, length: int, backward: bool):
     layer = s4_layer.S4Layer(
       d_state=2 * N2,
       mode=mode,
+      l_max=length if mode == 's4' and variant != 's4_c' else None,
       activation='gelu' if glu else None,
       postact='glu' if glu else None,
     )

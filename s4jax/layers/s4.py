@@ -14,7 +14,8 @@ Parameters (complex ones stored as real pairs `(..., 2)`):
   A_imag      (n_ssm, N2)       `Im A`.
   B           (n_ssm, N2, 2)    input vector (absent when `learn_b=False`).
   P           (R, n_ssm, N2, 2) low-rank factors (mode 's4' only).
-  C           (dirs, H, N2, 2)  output vectors, one per direction.
+  C           (dirs, H, N2, 2)  output vectors, one per direction (with
+                                `l_max` set, mode 's4': `C~ = C (I - Abar^l_max)`).
   D           (H,)              skip connection.
 `ssm_param_labels` marks log_dt, log_A_real, A_imag, B and P as 'ssm' so an
 optimiser can give them their own learning rate and no weight decay.
@@ -193,6 +194,12 @@ class S4Layer(nn.Module):
     dropout: dropout rate after the activation.
     dtype: compute dtype of the output projection (the SSM stays float32).
     node_chunk: nodes per chunk in the Cauchy kernel.
+    l_max: mode 's4' only: when set, the parameter `C` holds
+      `C~ = C (I - Abar^l_max)`, the parametrisation state-spaces/s4 learns,
+      so kernels of length <= l_max skip the truncation correction (a shorter
+      kernel is the l_max one truncated); longer kernels and streaming recover
+      `C` with one `(2 N2, 2 N2)` solve per channel. None learns `C` itself
+      and corrects it on every call.
   """
 
   d_state: int = 64
@@ -211,6 +218,7 @@ class S4Layer(nn.Module):
   dropout: float = 0.0
   dtype: Any = jnp.float32
   node_chunk: int = kernels.NODE_CHUNK
+  l_max: int | None = None
 
   def setup(self):
     self._check()
@@ -240,6 +248,11 @@ class S4Layer(nn.Module):
       )
     if self.postact not in POSTACTS:
       raise ValueError(f'Unknown postact {self.postact!r}: {POSTACTS}.')
+    if self.l_max is not None and (self.mode != 's4' or self.l_max < 1):
+      raise ValueError(
+        f'l_max={self.l_max} is for mode "s4" only and must be a positive '
+        'kernel length (or None).'
+      )
     if self.mode == 's4d' and self.init_scheme not in ssm_init.DIAGONAL_INITS:
       raise ValueError(
         f'Unknown S4D init {self.init_scheme!r}: {ssm_init.DIAGONAL_INITS}.'
@@ -267,15 +280,17 @@ class S4Layer(nn.Module):
     """
     prm = self._ssm(h, dtype)
     if self.mode == 's4':
+      use_tilde = self.l_max is not None and length <= self.l_max
       k = kernels.cauchy_kernel(
         prm['a'],
         prm['p'],
         prm['b'],
-        prm['c'],
+        prm['c'] if use_tilde else self._plain_c(prm),
         prm['dt'],
-        length,
+        self.l_max if use_tilde else length,
         node_chunk=self.node_chunk,
-      )
+        c_tilde=use_tilde,
+      )[..., :length]
     else:
       k = kernels.vandermonde_kernel(
         prm['a'], prm['b'], prm['c'], prm['dt'], length, self.discretization
@@ -284,6 +299,14 @@ class S4Layer(nn.Module):
       back = jnp.pad(k[1], ((0, 0), (1, 0)))[:, :length]
       k = jnp.stack([k[0], back])
     return k
+
+  def _plain_c(self, prm) -> jnp.ndarray:
+    """The output vector(s) `C` (dirs, H, N2), recovered from `C~` if learnt."""
+    if self.l_max is None:
+      return prm['c']
+    return kernels.dplr_c_from_tilde(
+      prm['a'], prm['p'], prm['dt'], prm['c'], self.l_max
+    )
 
   def _post(self, y, u, deterministic: bool):
     """D skip, activation, dropout and output projection. y, u: (..., H)."""
@@ -329,13 +352,13 @@ class S4Layer(nn.Module):
         'use bidirectional=False for streaming models.'
       )
     prm = self._ssm(h, dtype)
-    c = prm['c'][0]
     if self.mode == 's4':
+      c = self._plain_c(prm)[0]
       return recurrence.discretize_dplr(
         prm['a'], prm['p'], prm['b'], c, prm['dt']
       )
     return recurrence.discretize_diag(
-      prm['a'], prm['b'], c, prm['dt'], self.discretization
+      prm['a'], prm['b'], prm['c'][0], prm['dt'], self.discretization
     )
 
   def init_state(

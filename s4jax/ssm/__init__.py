@@ -12,7 +12,13 @@ from s4jax.ssm.init import (
   log_dt_uniform,
   s4d_init,
 )
-from s4jax.ssm.kernels import cauchy_kernel, fft_conv, vandermonde_kernel
+from s4jax.ssm.kernels import (
+  cauchy_kernel,
+  dplr_c_from_tilde,
+  dplr_c_tilde,
+  fft_conv,
+  vandermonde_kernel,
+)
 from s4jax.ssm.recurrence import (
   DPLRSSM,
   DiagSSM,
@@ -31,6 +37,8 @@ __all__ = [
   'discretize_diag',
   'discretize_diag_matrices',
   'discretize_dplr',
+  'dplr_c_from_tilde',
+  'dplr_c_tilde',
   'fft_conv',
   'forward',
   'hippo_legs',

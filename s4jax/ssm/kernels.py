@@ -122,6 +122,46 @@ def vandermonde_kernel(
   return vandermonde(c * bbar, log_abar, int(length))
 
 
+def _dplr_abar_matrix(
+  lam: jnp.ndarray, p: jnp.ndarray, dt: jnp.ndarray
+) -> jnp.ndarray:
+  """`Abar` of the bilinear DPLR system as a real `(H, 2 N2, 2 N2)` matrix.
+
+  The half-basis dynamics are real-linear (the low-rank term couples each pair
+  to its conjugate), so `Abar` acts on `[Re x, Im x]` as a real matrix.
+
+  Args:
+    lam: complex `(H, N2)`.
+    p: complex `(R, H, N2)`.
+    dt: real `(H,)`.
+
+  Returns:
+    Real `(H, 2 N2, 2 N2)`; row index is the output coordinate.
+  """
+  from s4jax.ssm import recurrence  # pylint: disable=g-import-not-at-top
+
+  n2 = lam.shape[-1]
+  zeros = jnp.zeros_like(lam)
+  ssm = recurrence.discretize_dplr(lam, p, zeros, zeros, dt)
+  eye = jnp.eye(2 * n2, dtype=_real_dtype(dt))
+  basis = eye[:, :n2] + 1j * eye[:, n2:]  # (2 N2, N2) complex basis vectors.
+  cols = jax.vmap(lambda x: recurrence.dplr_transition(ssm, x), in_axes=0)(
+    jnp.broadcast_to(basis[:, None, :], (2 * n2,) + lam.shape)
+  )  # (2 N2, H, N2): column k of Abar for each channel.
+  mat = jnp.concatenate([cols.real, cols.imag], axis=-1)  # (2N2, H, 2N2)
+  return jnp.transpose(mat, (1, 2, 0))
+
+
+def _c_to_row(c: jnp.ndarray) -> jnp.ndarray:
+  """Functional `x -> 2 Re(c x)` as a real row vector `w . [Re x, Im x]`."""
+  return 2 * jnp.concatenate([c.real, -c.imag], axis=-1)
+
+
+def _row_to_c(w: jnp.ndarray) -> jnp.ndarray:
+  n2 = w.shape[-1] // 2
+  return (w[..., :n2] - 1j * w[..., n2:]) / 2
+
+
 def _dplr_abar_power_apply(
   lam: jnp.ndarray,
   p: jnp.ndarray,
@@ -131,10 +171,8 @@ def _dplr_abar_power_apply(
 ) -> jnp.ndarray:
   """`C Abar^power` for the bilinear DPLR system, as half-basis row vectors.
 
-  The half-basis dynamics are real-linear (the low-rank term couples each pair
-  to its conjugate), so `Abar` is formed as a real `(2 N2, 2 N2)` matrix acting
-  on `[Re x, Im x]`, raised to `power` by repeated squaring, and applied to the
-  output functional `x -> 2 Re(C x)`.
+  `Abar` is raised to `power` by repeated squaring of `_dplr_abar_matrix` and
+  applied to the output functional `x -> 2 Re(C x)`.
 
   Args:
     lam: complex `(H, N2)`.
@@ -146,19 +184,8 @@ def _dplr_abar_power_apply(
   Returns:
     Complex `(..., H, N2)`.
   """
-  from s4jax.ssm import recurrence  # pylint: disable=g-import-not-at-top
-
-  n2 = lam.shape[-1]
-  ssm = recurrence.discretize_dplr(lam, p, jnp.zeros_like(lam), c, dt)
-  eye = jnp.eye(2 * n2, dtype=_real_dtype(dt))
-  basis = eye[:, :n2] + 1j * eye[:, n2:]  # (2 N2, N2) complex basis vectors.
-  cols = jax.vmap(lambda x: recurrence.dplr_transition(ssm, x), in_axes=0)(
-    jnp.broadcast_to(basis[:, None, :], (2 * n2,) + lam.shape)
-  )  # (2 N2, H, N2): column k of Abar for each channel.
-  mat = jnp.concatenate([cols.real, cols.imag], axis=-1)  # (2N2, H, 2N2)
-  mat = jnp.transpose(mat, (1, 2, 0))  # (H, 2 N2 rows, 2 N2 cols)
-  # Functional f(x) = 2 Re(c x) = w . [Re x, Im x] with w = 2 [Re c, -Im c].
-  w_new = 2 * jnp.concatenate([c.real, -c.imag], axis=-1)
+  mat = _dplr_abar_matrix(lam, p, dt)
+  w_new = _c_to_row(c)
   # Binary powering: log2(power) squarings; the row vector is multiplied in
   # at each set bit, so no matrix-matrix product of partial results.
   while power:
@@ -167,7 +194,73 @@ def _dplr_abar_power_apply(
     power >>= 1
     if power:
       mat = mat @ mat
-  return (w_new[..., :n2] - 1j * w_new[..., n2:]) / 2
+  return _row_to_c(w_new)
+
+
+def dplr_c_tilde(
+  lam: jnp.ndarray,
+  p: jnp.ndarray,
+  dt: jnp.ndarray,
+  c: jnp.ndarray,
+  length: int,
+) -> jnp.ndarray:
+  """Truncation-corrected output vector `C~ = C (I - Abar^L)` (bilinear DPLR).
+
+  With `C~` the length-`L` kernel is `cauchy_kernel(..., c_tilde=True)`; this
+  is the parametrisation state-spaces/s4 learns (`SSMKernelDPLR`, "C is C~").
+
+  Args:
+    lam: complex `(H, N2)`.
+    p: complex `(R, H, N2)`.
+    dt: real `(H,)`.
+    c: complex `(..., H, N2)` plain output vector(s).
+    length: kernel length L (static).
+
+  Returns:
+    Complex `(..., H, N2)`.
+  """
+  return c - _dplr_abar_power_apply(lam, p, dt, c, int(length))
+
+
+def dplr_c_from_tilde(
+  lam: jnp.ndarray,
+  p: jnp.ndarray,
+  dt: jnp.ndarray,
+  c_tilde: jnp.ndarray,
+  length: int,
+) -> jnp.ndarray:
+  """Inverse of `dplr_c_tilde`: `C = C~ (I - Abar^L)^-1`.
+
+  Forms `Abar^L` by repeated squaring and solves one `(2 N2, 2 N2)` system per
+  channel; used to stream, or to change the kernel length, of a layer that
+  learns `C~` at a fixed length.
+
+  Args:
+    lam: complex `(H, N2)`.
+    p: complex `(R, H, N2)`.
+    dt: real `(H,)`.
+    c_tilde: complex `(..., H, N2)` corrected output vector(s).
+    length: the length L that `c_tilde` was corrected for (static).
+
+  Returns:
+    Complex `(..., H, N2)`.
+  """
+  power = int(length)
+  mat = _dplr_abar_matrix(lam, p, dt)
+  acc = None
+  while power:
+    if power & 1:
+      acc = mat if acc is None else acc @ mat
+    power >>= 1
+    if power:
+      mat = mat @ mat
+  eye = jnp.eye(mat.shape[-1], dtype=mat.dtype)
+  # Row vectors: w~ = w (I - M), so (I - M)^T w^T = w~^T.
+  lhs = jnp.swapaxes(eye - acc, -1, -2)
+  rows = _c_to_row(c_tilde)
+  lhs = jnp.broadcast_to(lhs, rows.shape[:-1] + lhs.shape[-2:])
+  w = jnp.linalg.solve(lhs, rows[..., None])[..., 0]
+  return _row_to_c(w)
 
 
 def _numerators(
@@ -204,7 +297,11 @@ def _cauchy_chunk(
 
     S^(v) = sum_n (i y 2Re(v) - 2Re(v conj(lam))) / (|lam|^2 - y^2 - 2i Re(lam) y).
 
-  All per-(node, state) work is real: one division per term.
+  All per-(node, state) work is real: one division per term. `|lam|^2` is
+  formed from the real and imaginary parts (a complex `abs` would be fused
+  into, and recomputed by, every element of the `(H, K, N2)` loop), and the
+  sums come out node-major, `(H, K, .)`, which XLA's batched matmul writes
+  without a transpose.
 
   Args:
     y: real `(H, K)`.
@@ -212,33 +309,41 @@ def _cauchy_chunk(
     weights: real `(H, N2, 2V)` from `_numerators`.
 
   Returns:
-    Complex `(V, H, K)`.
+    Complex `(H, K, V)`.
   """
-  mag2 = jnp.square(jnp.abs(lam))[:, None, :]
+  lam_re, lam_im = lam.real, lam.imag
+  mag2 = (lam_re * lam_re + lam_im * lam_im)[:, None, :]
   t1 = mag2 - jnp.square(y)[:, :, None]  # (H, K, N2)
-  t2 = -2 * lam.real[:, None, :] * y[:, :, None]
-  inv = 1.0 / (t1 * t1 + t2 * t2)
-  sr = jnp.einsum('hkn,hnw->whk', t1 * inv, weights)  # sums of w q_re
-  si = jnp.einsum('hkn,hnw->whk', -t2 * inv, weights)  # sums of w q_im
+  t2 = -2 * lam_re[:, None, :] * y[:, :, None]
+  den = t1 * t1 + t2 * t2
+  sr = jnp.einsum('hkn,hnw->hkw', t1 / den, weights)  # sums of w q_re
+  si = jnp.einsum('hkn,hnw->hkw', -t2 / den, weights)  # sums of w q_im
   n_v = weights.shape[-1] // 2
-  a_re, b_re = sr[:n_v], sr[n_v:]
-  a_im, b_im = si[:n_v], si[n_v:]
+  a_re, b_re = sr[..., :n_v], sr[..., n_v:]
+  a_im, b_im = si[..., :n_v], si[..., n_v:]
+  y = y[..., None]
   return (-b_re - y * a_im) + 1j * (y * a_re - b_im)
 
 
 def _woodbury(s: jnp.ndarray, rank: int, n_out: int) -> jnp.ndarray:
-  """`S_cb - S_cp (I + S_pp)^-1 S_pb` on scaled sums `s` `(V, H, K)` -> (O, H, K)."""
-  s_cb = s[:n_out]
-  s_cp = s[n_out : n_out * (1 + rank)].reshape(n_out, rank, *s.shape[1:])
+  """`S_cb - S_cp (I + S_pp)^-1 S_pb` on scaled sums `s` `(H, K, V)` -> (H, K, O)."""
+  lead = s.shape[:-1]
+  s_cb = s[..., :n_out]
+  s_cp = s[..., n_out : n_out * (1 + rank)].reshape(*lead, n_out, rank)
   off = n_out * (1 + rank)
-  s_pb = s[off : off + rank]
-  s_pp = s[off + rank :].reshape(rank, rank, *s.shape[1:])
+  s_pb = s[..., off : off + rank]
+  s_pp = s[..., off + rank :].reshape(*lead, rank, rank)
   if rank == 1:
-    return s_cb - s_cp[:, 0] * s_pb[0] / (1.0 + s_pp[0, 0])
-  eye = jnp.eye(rank, dtype=s.dtype)[:, :, None, None]
-  m = jnp.moveaxis(eye + s_pp, (0, 1), (-2, -1))  # (H, K, R, R)
-  sol = jnp.linalg.solve(m, jnp.moveaxis(s_pb, 0, -1)[..., None])[..., 0]
-  return s_cb - jnp.einsum('orhk,hkr->ohk', s_cp, sol)
+    return s_cb - s_cp[..., 0] * (s_pb / (1.0 + s_pp[..., 0]))
+  eye = jnp.eye(rank, dtype=s.dtype)
+  sol = jnp.linalg.solve(eye + s_pp, s_pb[..., None])[..., 0]  # (H, K, R)
+  return s_cb - jnp.einsum('...or,...r->...o', s_cp, sol)
+
+
+def _node_chunks(n_nodes: int, node_chunk: int) -> tuple[int, int]:
+  """(number of chunks, nodes per chunk), balanced so padding is < 1 chunk."""
+  n_chunks = -(-n_nodes // max(int(node_chunk), 1))
+  return n_chunks, -(-n_nodes // n_chunks)
 
 
 def cauchy_kernel(
@@ -249,12 +354,15 @@ def cauchy_kernel(
   dt: jnp.ndarray,
   length: int,
   node_chunk: int = NODE_CHUNK,
+  *,
+  c_tilde: bool = False,
 ) -> jnp.ndarray:
   """Convolution kernel of a DPLR SSM (S4), bilinear discretisation.
 
   The continuous system is `A = diag(Lambda) - sum_r P_r P_r^*` over conjugate
   pairs; the kernel is `K[..., h, l] = 2 Re C Abar^l Bbar`. The function applies
-  the truncation correction `C~ = C (I - Abar^L)` itself and evaluates
+  the truncation correction `C~ = C (I - Abar^L)` itself (unless `c_tilde`)
+  and evaluates
 
     sum_l K[l] z^l = C~ (I - Abar z)^-1 Bbar = 2 C~ [(2/dt)(1-z) - (1+z) A]^-1 B
 
@@ -268,10 +376,13 @@ def cauchy_kernel(
     lam: complex `(H, N2)` diagonal part (Re < 0).
     p: complex `(R, H, N2)` low-rank factors, R >= 1.
     b: complex `(H, N2)` input vector.
-    c: complex `(..., H, N2)` output vector(s) (not pre-corrected).
+    c: complex `(..., H, N2)` output vector(s).
     dt: real `(H,)` step sizes.
     length: kernel length L (static).
     node_chunk: nodes per checkpointed chunk (static).
+    c_tilde: `c` already is `C~ = C (I - Abar^L)` for this `L` (see
+      `dplr_c_tilde`), as when a layer learns `C~` directly; the correction,
+      `log2 L` products of `(H, 2 N2, 2 N2)` matrices, is then skipped.
 
   Returns:
     Real `(..., H, L)` kernel.
@@ -286,26 +397,31 @@ def cauchy_kernel(
   lead = c.shape[:-2]
   c_flat = c.reshape(-1, *lam.shape)
   n_out = c_flat.shape[0]
-  c_tilde = c_flat - _dplr_abar_power_apply(lam, p, dt, c_flat, length)
-  weights = _numerators(lam, p, b, c_tilde)
+  if not c_tilde:
+    c_flat = dplr_c_tilde(lam, p, dt, c_flat, length)
+  weights = _numerators(lam, p, b, c_flat)
 
   n_nodes = length // 2 + 1
-  chunk = min(node_chunk, n_nodes)
-  n_chunks = -(-n_nodes // chunk)
+  n_chunks, chunk = _node_chunks(n_nodes, node_chunk)
   rdt = _real_dtype(dt)
   half_theta = -jnp.pi * jnp.arange(n_chunks * chunk, dtype=rdt) / length
   nyquist = jnp.arange(n_chunks * chunk) * 2 == length
   # tan is evaluated away from the Nyquist node, which is replaced below.
   y = -(2.0 / dt)[:, None] * jnp.tan(jnp.where(nyquist, 0.0, half_theta))
 
-  @jax.checkpoint
   def chunk_fn(y_chunk):
     return _woodbury(_cauchy_chunk(y_chunk, lam, weights), p.shape[0], n_out)
 
-  y_chunks = jnp.moveaxis(y.reshape(h, n_chunks, chunk), 1, 0)
-  k_hat = jax.lax.map(chunk_fn, y_chunks)  # (n_chunks, O, H, chunk)
-  k_hat = jnp.moveaxis(k_hat, 0, -2).reshape(n_out, h, -1)
+  if n_chunks == 1:
+    k_hat = chunk_fn(y)  # (H, K, O)
+  else:
+    y_chunks = jnp.moveaxis(y.reshape(h, n_chunks, chunk), 1, 0)
+    k_hat = jax.lax.map(jax.checkpoint(chunk_fn), y_chunks)  # (C, H, K/C, O)
+    k_hat = jnp.moveaxis(k_hat, 0, 1).reshape(h, n_chunks * chunk, n_out)
+  k_hat = jnp.moveaxis(k_hat[:, :n_nodes], -1, 0)  # (O, H, L/2 + 1)
   # 2 / (1 + z) = exp(-i theta/2) / cos(theta/2).
+  half_theta = half_theta[:n_nodes]
+  nyquist = nyquist[:n_nodes]
   scale = jnp.exp(-1j * half_theta) / jnp.cos(
     jnp.where(nyquist, 0.0, half_theta)
   )
@@ -314,7 +430,7 @@ def cauchy_kernel(
     # weights[..., :n_out] holds 2 Re(C~_n B_n) for each output vector.
     at_nyquist = dt / 2 * jnp.sum(weights[..., :n_out], axis=-2).T  # (O, H)
     k_hat = k_hat.at[..., length // 2].set(at_nyquist.astype(k_hat.dtype))
-  k = jnp.fft.irfft(k_hat[..., :n_nodes], n=length, axis=-1)
+  k = jnp.fft.irfft(k_hat, n=length, axis=-1)
   return k.reshape(*lead, h, length)
 
 

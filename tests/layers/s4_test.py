@@ -7,6 +7,7 @@ import optax
 import pytest
 
 from s4jax.layers import s4 as s4_layer
+from tests.ssm import reference
 
 
 def _init(layer, shape=(2, 64, 8), seed=0):
@@ -76,10 +77,18 @@ def test_real_part_of_a_stays_negative():
 
 
 @pytest.mark.parametrize(
-  'mode,init_scheme', [('s4', 'legs'), ('s4d', 'legs'), ('s4d', 'inv')]
+  'mode,init_scheme,l_max',
+  [
+    ('s4', 'legs', None),
+    ('s4', 'legs', 3000),
+    ('s4d', 'legs', None),
+    ('s4d', 'inv', None),
+  ],
 )
-def test_layer_streaming_equals_convolution(mode, init_scheme):
-  layer = s4_layer.S4Layer(d_state=32, mode=mode, init_scheme=init_scheme)
+def test_layer_streaming_equals_convolution(mode, init_scheme, l_max):
+  layer = s4_layer.S4Layer(
+    d_state=32, mode=mode, init_scheme=init_scheme, l_max=l_max
+  )
   u, v = _init(layer, (2, 3000, 8))
   y = layer.apply(v, u)
   state = layer.apply(v, (2,), 8, method=s4_layer.S4Layer.init_state)
@@ -173,6 +182,8 @@ def test_bfloat16_projection_keeps_ssm_in_float32():
     (dict(init_scheme='fourier'), 'Unknown S4D init'),
     (dict(postact='swiglu'), 'Unknown postact'),
     (dict(n_ssm=3), 'must divide'),
+    (dict(mode='s4d', l_max=64), 'l_max'),
+    (dict(mode='s4', l_max=0), 'l_max'),
   ],
 )
 def test_bad_options_give_clear_errors(kwargs, match):
@@ -204,3 +215,31 @@ def test_float64_inputs_stay_float64_under_x64():
     _, state = layer.apply(v, state, u[:, 0], method=s4_layer.S4Layer.step)
     y_t, _ = layer.apply(v, state, u[:, 1], method=s4_layer.S4Layer.step)
     np.testing.assert_allclose(y_t, y[:, 1], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize('bidirectional', [False, True])
+def test_l_max_layer_learning_c_tilde_equals_plain_layer(bidirectional):
+  """A layer holding C~ = C (I - Abar^l_max) (float64 NumPy) gives the plain
+  layer's output at, below and above l_max."""
+  l_max = 96
+  plain = s4_layer.S4Layer(
+    d_state=16, mode='s4', bidirectional=bidirectional, postact=None
+  )
+  tilde = plain.clone(l_max=l_max)
+  u, v = _init(plain, (2, l_max + 40, 4))
+  prm = plain.apply(v, 4, method=lambda m, h: m._ssm(h))
+  c_tilde = np.stack(
+    [
+      reference.dplr_c_tilde(prm['a'], prm['p'], c, prm['dt'], l_max)
+      for c in np.asarray(prm['c'])
+    ]
+  )
+  v_tilde = jax.tree.map(lambda x: x, v)
+  v_tilde['params']['ssm']['C'] = jnp.asarray(
+    np.stack([c_tilde.real, c_tilde.imag], -1), jnp.float32
+  )
+  for length in (l_max - 31, l_max, l_max + 40):
+    want = plain.apply(v, u[:, :length])
+    got = tilde.apply(v_tilde, u[:, :length])
+    err = float(jnp.max(jnp.abs(got - want)) / jnp.max(jnp.abs(want)))
+    assert err < 1e-4, f'L={length}: max|dy|/max|y| = {err:.2e}, want < 1e-4'

@@ -50,6 +50,38 @@ def test_cauchy_kernel_matches_dense_powers_float32(length, rank):
   assert err < 1e-4, f'max|dK|/max|K| = {err:.2e}, expected < 1e-4'
 
 
+@pytest.mark.parametrize('length', [257, 1024])
+def test_cauchy_kernel_from_c_tilde_matches_dense_powers(length):
+  """With C~ from a dense float64 matrix power, the kernel skips the correction
+  and still equals the plain-C reference."""
+  lam, p, b, c, dt = _dplr_params(2)
+  c_tilde = reference.dplr_c_tilde(lam, p, c, dt, length)
+  want = reference.dplr_kernel(lam, p, b, c, dt, length)
+  got = kernels.cauchy_kernel(
+    *_as(jnp.complex64, lam, p, b, c_tilde),
+    jnp.asarray(dt, jnp.float32),
+    length,
+    c_tilde=True,
+  )
+  err = _rel_err(got, want)
+  assert err < 1e-4, f'max|dK|/max|K| = {err:.2e}, expected < 1e-4'
+
+
+def test_c_tilde_and_its_inverse_match_dense_reference_x64():
+  lam, p, _, c, dt = _dplr_params(2)
+  want = reference.dplr_c_tilde(lam, p, c, dt, 1000)
+  with jax.enable_x64(True):
+    lam_j, p_j, c_j = _as(jnp.complex128, lam, p, c)
+    got = kernels.dplr_c_tilde(lam_j, p_j, jnp.asarray(dt), c_j, 1000)
+    back = kernels.dplr_c_from_tilde(
+      lam_j, p_j, jnp.asarray(dt), jnp.asarray(want), 1000
+    )
+  err = _rel_err(got, want)
+  assert err < 1e-10, f'C~: max|d|/max = {err:.2e}, expected < 1e-10'
+  err = _rel_err(back, c)
+  assert err < 1e-10, f'C from C~: max|d|/max = {err:.2e}, expected < 1e-10'
+
+
 @pytest.mark.parametrize('length', [255, 1024])
 def test_cauchy_kernel_matches_dense_powers_x64(length):
   lam, p, b, c, dt = _dplr_params(2)

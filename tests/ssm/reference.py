@@ -25,6 +25,20 @@ def dense_dplr(lam, p, b, dt):
   )
 
 
+def dplr_c_tilde(lam, p, c, dt, length):
+  """`C~ = C (I - Abar^L)` per channel by a dense matrix power, `(H, N2)`."""
+  lam, p, c = (np.asarray(v, np.complex128) for v in (lam, p, c))
+  dt = np.asarray(dt, np.float64)
+  n2 = lam.shape[-1]
+  out = np.empty(c.shape, np.complex128)
+  for i in range(lam.shape[0]):
+    abar, _ = dense_dplr(lam[i], p[:, i], np.zeros(n2), dt[i])
+    power = np.linalg.matrix_power(abar, length)
+    row = full_basis(c[i]) @ (np.eye(2 * n2) - power)
+    out[i] = row[:n2]
+  return out
+
+
 def krylov(abar, bbar, c_full, length):
   """K[l] = C Abar^l Bbar by repeated multiplication (real part)."""
   out = np.empty(length)
