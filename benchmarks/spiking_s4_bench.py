@@ -103,7 +103,7 @@ def bench_offline(model, variables, repeats):
     return y @ mats[-1]
 
   u = jnp.ones((1, frames, f))
-  padded = ss4.fft_friendly_length(frames)
+  padded = ss4.fft_friendly_length(frames) if model.fft_friendly else frames
   k = jnp.ones((h, padded)) / padded
   v = jnp.ones((1, padded, h))
 

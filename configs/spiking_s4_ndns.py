@@ -62,7 +62,7 @@ def spiking_s4_model(emission: str = 'linear') -> ml_collections.ConfigDict:
   m.dt_min = 1e-3
   m.dt_max = 1e-1
   m.dtype = 'float32'  # set through config.train.compute_dtype
-  m.fft_friendly = True
+  m.fft_friendly = False  # fft_conv already uses a 5-smooth FFT size
   return m
 
 

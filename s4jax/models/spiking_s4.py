@@ -87,7 +87,9 @@ def fft_friendly_length(length: int) -> int:
   The S4 convolution runs an FFT of twice the sequence length; 3,751 frames
   (30 s) give 7,502 = 2 * 11^2 * 31, which is markedly slower than 7,680.
   Zero-padding the end of a causal convolution's input leaves the first
-  `length` outputs unchanged.
+  `length` outputs unchanged. `s4jax.ssm.fft_conv` now picks a 5-smooth FFT
+  size itself (`fast_fft_length`), so the padding no longer changes the FFT
+  size and only adds work; it is off by default (`fft_friendly=False`).
   """
   n = max(int(length), 1)
   while True:
@@ -167,7 +169,7 @@ class SpikingS4Block(nn.Module):
   dtype: Any = jnp.float32
   dt_min: float = 1e-3
   dt_max: float = 1e-1
-  fft_friendly: bool = True
+  fft_friendly: bool = False
 
   def setup(self):
     self.s4 = s4_layer.S4Layer(
@@ -305,7 +307,8 @@ class SpikingS4(nn.Module):
     dtype: compute dtype of the dense layers ('float32', 'bfloat16';
       'float64' for numerical checks under x64). S4D, STFT, neurons and
       LayerNorm stay float32 (float64 under 'float64').
-    fft_friendly: zero-pad the S4 convolution to `fft_friendly_length`.
+    fft_friendly: zero-pad the S4 convolution to `fft_friendly_length`
+      (off: `fft_conv` chooses a fast FFT size itself).
   """
 
   n_fft: int = 512
@@ -333,7 +336,7 @@ class SpikingS4(nn.Module):
   dt_min: float = 1e-3
   dt_max: float = 1e-1
   dtype: str = 'float32'
-  fft_friendly: bool = True
+  fft_friendly: bool = False
 
   def _check(self) -> None:
     if self.emission not in EMISSIONS:

@@ -177,6 +177,45 @@ def test_fft_conv_bidirectional_reversal_symmetry():
   np.testing.assert_allclose(y_rev[:, ::-1], y, atol=1e-5, rtol=1e-5)
 
 
+def _lagged_products(w, u, length):
+  """`sum_{b, t} w[b, t, h] u[b, t - j, h]` for `j < length`: (H, length)."""
+  return np.stack(
+    [
+      np.einsum('bth,bth->h', w[:, j:], u[:, : u.shape[1] - j])
+      for j in range(length)
+    ],
+    axis=-1,
+  )
+
+
+@pytest.mark.parametrize('length', [1, 2, 7, 64])
+@pytest.mark.parametrize('bidirectional', [False, True])
+def test_fft_conv_gradients_match_closed_form_correlations(
+  length, bidirectional
+):
+  """d/du and d/dK of sum(w * conv(u, K)) are correlations with K and u."""
+  rng = np.random.default_rng(11)
+  u = rng.normal(size=(3, length, 4))
+  w = rng.normal(size=(3, length, 4))
+  k = rng.normal(size=((2,) if bidirectional else ()) + (4, length))
+  rev = lambda x: x[:, ::-1]  # noqa: E731
+  k_fwd = k[0] if bidirectional else k
+  want_du = rev(reference.causal_conv(rev(w), k_fwd))
+  want_dk = _lagged_products(w, u, length)
+  if bidirectional:
+    want_du = want_du + reference.causal_conv(w, k[1])
+    want_dk = np.stack([want_dk, _lagged_products(u, w, length)])
+  du, dk = jax.grad(
+    lambda u, k: jnp.sum(kernels.fft_conv(u, k) * jnp.asarray(w, jnp.float32)),
+    argnums=(0, 1),
+  )(jnp.asarray(u, jnp.float32), jnp.asarray(k, jnp.float32))
+  for name, got, want in (('du', du, want_du), ('dK', dk, want_dk)):
+    err = float(np.max(np.abs(np.asarray(got) - want)))
+    assert err < 1e-4 * max(1.0, np.max(np.abs(want))), (
+      f'{name}: max abs error {err:.2e} against the direct correlation'
+    )
+
+
 def test_fft_conv_rejects_channel_mismatch():
   with pytest.raises(ValueError, match='channels'):
     kernels.fft_conv(jnp.zeros((1, 10, 4)), jnp.zeros((3, 10)))
