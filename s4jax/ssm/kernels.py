@@ -20,7 +20,6 @@ under x64).
 
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
@@ -492,52 +491,7 @@ def fft_conv(u: jnp.ndarray, k: jnp.ndarray) -> jnp.ndarray:
     k_full = jnp.pad(fwd, ((0, 0), (0, n_fft - length))) + back
   else:
     k_full = jnp.pad(k, ((0, 0), (0, n_fft - length)))
-  y = _circular_conv(jnp.swapaxes(u, -1, -2), k_full, length, n_fft)
-  return jnp.swapaxes(y, -1, -2).astype(u.dtype)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _circular_conv(
-  u: jnp.ndarray, k_full: jnp.ndarray, length: int, n_fft: int
-) -> jnp.ndarray:
-  """First `length` outputs of the circular convolution of zero-padded `u`.
-
-  `y = irfft(rfft(u, n) * rfft(k_full))[..., :length]` with `n` the width of
-  `k_full`. The hand-written VJP reuses both spectra and needs one `rfft` and
-  two `irfft`s: autodiff would transpose `rfft` through a full-length
-  complex FFT (`jax.lax.fft`'s transpose rule goes through a naive complex
-  RFFT), about twice the work on the batched input.
-
-  Args:
-    u: real `(..., H, L)`, time last.
-    k_full: real `(H, n_fft)` circular kernel, `n_fft >= 2 L - 1` for a
-      linear convolution.
-    length: outputs kept (static).
-    n_fft: the FFT length, `k_full.shape[-1]` (static).
-
-  Returns:
-    Real `(..., H, length)`.
-  """
-  return _circular_conv_fwd(u, k_full, length, n_fft)[0]
-
-
-def _circular_conv_fwd(u, k_full, length, n_fft):
-  u_f = jnp.fft.rfft(u, n=n_fft, axis=-1)  # (..., H, n_fft // 2 + 1)
-  k_f = jnp.fft.rfft(k_full, axis=-1)  # (H, n_fft // 2 + 1)
+  k_f = jnp.fft.rfft(k_full, n=n_fft, axis=-1)  # (H, n_fft // 2 + 1)
+  u_f = jnp.fft.rfft(jnp.swapaxes(u, -1, -2), n=n_fft, axis=-1)  # (..., H, .)
   y = jnp.fft.irfft(u_f * k_f, n=n_fft, axis=-1)[..., :length]
-  return y, (u_f, k_f)
-
-
-def _circular_conv_bwd(length, n_fft, res, g):
-  # The adjoint of circular convolution is circular correlation:
-  # du = irfft(G conj(K))[:L], dk = irfft(sum_batch G conj(U)).
-  u_f, k_f = res
-  g_f = jnp.fft.rfft(g, n=n_fft, axis=-1)
-  du = jnp.fft.irfft(g_f * jnp.conj(k_f), n=n_fft, axis=-1)[..., :length]
-  corr = g_f * jnp.conj(u_f)
-  corr = jnp.sum(corr.reshape(-1, *corr.shape[-2:]), axis=0)
-  dk = jnp.fft.irfft(corr, n=n_fft, axis=-1)
-  return du.astype(g.dtype), dk.astype(g.dtype)
-
-
-_circular_conv.defvjp(_circular_conv_fwd, _circular_conv_bwd)
+  return jnp.swapaxes(y, -1, -2).astype(u.dtype)
