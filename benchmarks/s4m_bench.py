@@ -6,7 +6,7 @@ baseline is the same model with the S4 residual block replaced by the
 identity (`ssm='identity'`), compiled and timed in the same process, steps
 interleaved so both see the same machine load; the S4 share is
 `1 - t_identity / t_s4`. Peak resident memory is measured in a fresh
-subprocess per configuration (`ru_maxrss` after two steps; executables come
+subprocess per configuration (`VmHWM` after two steps; executables come
 from a compilation cache filled by the timing run, so the figure is the
 run's memory, not the compiler's).
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -113,8 +112,11 @@ def _memory_child(ssm: str, batch: int, seconds: float) -> None:
   compiled, state, data, _ = make_step(ssm, batch, seconds)
   for _ in range(2):
     _run(compiled, state, data)
-  peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-  print(json.dumps({'peak_bytes': peak}))
+  # VmHWM, not ru_maxrss: the latter keeps the parent's peak across
+  # fork + exec, so every child would report the timing process's RSS.
+  with open('/proc/self/status') as f:
+    hwm_kib = next(int(x.split()[1]) for x in f if x.startswith('VmHWM:'))
+  print(json.dumps({'peak_bytes': hwm_kib * 1024}))
 
 
 def peak_memory(ssm: str, batch: int, seconds: float, cache: str) -> float:
