@@ -99,25 +99,31 @@ class Separator(nn.Module):
     if self.num_blocks < 1:
       raise ValueError(f'num_blocks must be >= 1, got {self.num_blocks}.')
     k = self.shared.kernels(x0.shape[1])
-    y = self.shared(x0, k, deterministic)
-    iters = self.num_blocks - 1
-    if iters == 0:
-      return y
+    if self.num_blocks == 1:
+      return self.shared(x0, k, deterministic)
     if not self.scan:
-      for _ in range(iters):
+      y = self.shared(x0, k, deterministic)
+      for _ in range(self.num_blocks - 1):
         y = self._iteration(y, x0, k, deterministic)
       return y
 
-    def body(mdl, carry, _):
-      return mdl._iteration(carry, x0, k, deterministic), None
+    # All iterations, the first included, run in one scanned body: XLA plans
+    # a while loop's buffers apart from the code around it, so a first
+    # iteration outside the loop would add a second iteration's worth of
+    # activation memory to the peak. The first iteration's block input is
+    # selected exactly (its unused 1x1 conv branch costs one (T, C) pass).
+    def body(mdl, y, first):
+      z = jnp.where(first, x0, mdl.concat_act(mdl.concat_conv(x0 + y)))
+      return mdl.shared(z, k, deterministic), None
 
     scan = nn.scan(
       body,
       variable_broadcast='params',
       split_rngs={'params': False, 'dropout': True},
-      length=iters,
+      length=self.num_blocks,
     )
-    y, _ = scan(self, y, None)
+    first = jnp.arange(self.num_blocks) == 0
+    y, _ = scan(self, jnp.zeros_like(x0), first)
     return y
 
 
