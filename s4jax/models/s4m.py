@@ -70,7 +70,7 @@ class Separator(nn.Module):
     num_blocks: iterations (16).
     remat: recompute each iteration in the backward pass (activation memory
       of one iteration instead of all of them).
-    scan: run iterations 1.. under `nn.scan` (one compiled body); False
+    scan: run all iterations under `nn.scan` (one compiled body); False
       unrolls a Python loop (used for MAC counting).
   """
 
