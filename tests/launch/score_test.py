@@ -47,6 +47,11 @@ def _ndns_folders(root, n=3, extra_estimate=True):
   return data
 
 
+def _folders(tmp_path, ref='ref', est='est'):
+  """`--reference` / `--estimate` arguments for folders under `tmp_path`."""
+  return ['--reference', tmp_path / ref, '--estimate', tmp_path / est]
+
+
 def _run(capsys, *args):
   rc = score.main([str(a) for a in args])
   out = capsys.readouterr()
@@ -57,10 +62,7 @@ def test_fileid_matching_json_values(tmp_path, capsys):
   data = _ndns_folders(tmp_path)
   rc, out, err = _run(
     capsys,
-    '--reference',
-    tmp_path / 'clean',
-    '--estimate',
-    tmp_path / 'enh',
+    *_folders(tmp_path, 'clean', 'enh'),
     '--noisy',
     tmp_path / 'noisy',
     '--metrics',
@@ -91,10 +93,7 @@ def test_name_matching_across_extensions_and_table(tmp_path, capsys):
   _write(f'{tmp_path}/ref/lonely.wav', x)
   rc, out, err = _run(
     capsys,
-    '--reference',
-    tmp_path / 'ref',
-    '--estimate',
-    tmp_path / 'est',
+    *_folders(tmp_path),
     '--metrics',
     'si_snr',
     '--match',
@@ -110,10 +109,7 @@ def test_strict_fails_on_unmatched(tmp_path, capsys):
   _ndns_folders(tmp_path, n=1)
   rc, _, err = _run(
     capsys,
-    '--reference',
-    tmp_path / 'clean',
-    '--estimate',
-    tmp_path / 'enh',
+    *_folders(tmp_path, 'clean', 'enh'),
     '--metrics',
     'si_snr',
     '--strict',
@@ -124,10 +120,7 @@ def test_strict_fails_on_unmatched(tmp_path, capsys):
 def test_default_metrics_and_parallel_equal_serial(tmp_path, capsys):
   _ndns_folders(tmp_path, n=2, extra_estimate=False)
   common = [
-    '--reference',
-    tmp_path / 'clean',
-    '--estimate',
-    tmp_path / 'enh',
+    *_folders(tmp_path, 'clean', 'enh'),
     '--noisy',
     tmp_path / 'noisy',
     '--json',
@@ -144,13 +137,9 @@ def test_default_metrics_and_parallel_equal_serial(tmp_path, capsys):
 def test_missing_and_empty_folders(tmp_path, capsys):
   os.makedirs(tmp_path / 'empty')
   _write(f'{tmp_path}/est/x.wav', _signal(0))
-  rc, _, err = _run(
-    capsys, '--reference', tmp_path / 'nope', '--estimate', tmp_path / 'est'
-  )
+  rc, _, err = _run(capsys, *_folders(tmp_path, 'nope'))
   assert rc == 2 and '--reference folder does not exist' in err, err
-  rc, _, err = _run(
-    capsys, '--reference', tmp_path / 'empty', '--estimate', tmp_path / 'est'
-  )
+  rc, _, err = _run(capsys, *_folders(tmp_path, 'empty'))
   assert rc == 2 and 'has no audio files' in err, err
 
 
@@ -159,10 +148,7 @@ def test_nothing_matched(tmp_path, capsys):
   _write(f'{tmp_path}/est/b.wav', _signal(0))
   rc, _, err = _run(
     capsys,
-    '--reference',
-    tmp_path / 'ref',
-    '--estimate',
-    tmp_path / 'est',
+    *_folders(tmp_path),
     '--metrics',
     'si_snr',
   )
@@ -175,10 +161,7 @@ def test_sample_rate_mismatch_refused_or_resampled(tmp_path, capsys):
   _write(f'{tmp_path}/ref/a.wav', x)
   _write(f'{tmp_path}/est/a.wav', metrics.resample(x, SR, 8000), sr=8000)
   args = [
-    '--reference',
-    tmp_path / 'ref',
-    '--estimate',
-    tmp_path / 'est',
+    *_folders(tmp_path),
     '--metrics',
     'si_snr',
     '--json',
@@ -201,10 +184,7 @@ def test_stereo_and_empty_files_refused(tmp_path, capsys):
   _write(f'{tmp_path}/est/b.wav', np.zeros(0))
   rc, _, err = _run(
     capsys,
-    '--reference',
-    tmp_path / 'ref',
-    '--estimate',
-    tmp_path / 'est',
+    *_folders(tmp_path),
     '--metrics',
     'si_snr',
   )
@@ -222,10 +202,7 @@ def test_nan_audio_fails_that_file(tmp_path, capsys):
     _write(f'{tmp_path}/est/{name}.wav', est)
   rc, out, err = _run(
     capsys,
-    '--reference',
-    tmp_path / 'ref',
-    '--estimate',
-    tmp_path / 'est',
+    *_folders(tmp_path),
     '--metrics',
     'si_snr',
     '--json',
@@ -244,10 +221,7 @@ def test_length_mismatch_is_trimmed_with_warning(tmp_path, capsys):
   _write(f'{tmp_path}/est/a.wav', x[:-100])
   rc, out, err = _run(
     capsys,
-    '--reference',
-    tmp_path / 'ref',
-    '--estimate',
-    tmp_path / 'est',
+    *_folders(tmp_path),
     '--metrics',
     'si_snr',
     '--json',
@@ -263,10 +237,7 @@ def test_metric_failure_reported_not_fatal(tmp_path, capsys):
   _write(f'{tmp_path}/est/a.wav', np.zeros_like(x))
   rc, out, err = _run(
     capsys,
-    '--reference',
-    tmp_path / 'ref',
-    '--estimate',
-    tmp_path / 'est',
+    *_folders(tmp_path),
     '--metrics',
     'si_snr,pesq_wb',
   )
@@ -277,7 +248,7 @@ def test_metric_failure_reported_not_fatal(tmp_path, capsys):
 
 def test_bad_arguments(tmp_path, capsys):
   _ndns_folders(tmp_path, n=1, extra_estimate=False)
-  base = ['--reference', tmp_path / 'clean', '--estimate', tmp_path / 'enh']
+  base = _folders(tmp_path, 'clean', 'enh')
   rc, _, err = _run(capsys, *base, '--metrics', 'si_snr,mos')
   assert rc == 2 and "Unknown metric(s) ['mos']" in err, err
   rc, _, err = _run(capsys, *base, '--metrics', 'si_snri')
@@ -293,10 +264,7 @@ def test_ambiguous_fileid_refused(tmp_path, capsys):
   _write(f'{tmp_path}/est/c_fileid_1.wav', x)
   rc, _, err = _run(
     capsys,
-    '--reference',
-    tmp_path / 'ref',
-    '--estimate',
-    tmp_path / 'est',
+    *_folders(tmp_path),
     '--metrics',
     'si_snr',
     '--match',
