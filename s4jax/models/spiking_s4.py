@@ -120,19 +120,12 @@ class NeuronSpec:
   def make(self, name: str, time_axis: int = -2) -> nn.Module:
     if not self.spiking:
       return Gelu(name=name)
-    return spiking.PLIF(
-      mode=self.mode,
-      init_tau=self.init_tau,
-      v_th=self.v_th,
-      v_reset=self.v_reset,
-      reset=self.reset,
-      detach_reset=self.detach_reset,
-      surrogate=self.surrogate,
-      alpha=self.alpha,
-      unroll=self.unroll,
-      time_axis=time_axis,
-      name=name,
-    )
+    plif = {
+      f.name: getattr(self, f.name)
+      for f in dataclasses.fields(self)
+      if f.name != 'spiking'
+    }
+    return spiking.PLIF(**plif, time_axis=time_axis, name=name)
 
 
 class Gelu(nn.Module):
