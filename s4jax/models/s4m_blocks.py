@@ -224,7 +224,7 @@ def _window_gather(
   offs = np.arange(width)
   idx = np.minimum(starts[:, None] + offs, x.shape[1] - 1)  # (O, W)
   valid = offs[None, :] < (ends - starts)[:, None]
-  w = np.where(valid, weights[:, None], 0.0).astype(np.float32)
+  w = np.where(valid, weights[:, None], 0.0)  # cast to x.dtype per use
   out = 0.0
   for j in range(width):  # W (~10) slices of (B, O, C): no (B, O, W, C).
     out = out + jnp.take(x, idx[:, j], axis=1) * w[:, j, None].astype(x.dtype)

@@ -117,6 +117,44 @@ def test_nearest_resize_gathers_the_indices():
     np.testing.assert_array_equal(got, want, err_msg=f'13 -> {out}')
 
 
+def _resize_matrix(kind, length, out):
+  """Dense (out, length) matrix of adaptive average pooling / nearest resize."""
+  a = np.zeros((out, length))
+  if kind == 'pool':
+    for i in range(out):
+      lo, hi = (i * length) // out, -(-(i + 1) * length // out)
+      a[i, lo:hi] = 1.0 / (hi - lo)
+  else:
+    a[np.arange(out), _torch_nearest_reference(length, out)] = 1.0
+  return a
+
+
+@pytest.mark.parametrize('kind', ['pool', 'nearest'])
+@pytest.mark.parametrize(
+  'length, out', [(3010, 377), (377, 3010), (1505, 753), (753, 1505), (8, 82)]
+)
+def test_resize_gradients_are_the_matrix_transpose(kind, length, out):
+  """Forward and gradient against the dense resampling matrix, float64."""
+  rng = np.random.default_rng(length + out)
+  x = rng.standard_normal((2, length, 3))
+  g = rng.standard_normal((2, out, 3))
+  a = _resize_matrix(kind, length, out)
+  fn = {'pool': blocks.adaptive_avg_pool, 'nearest': blocks.nearest_resize}
+  with jax.enable_x64(True):
+    y, vjp = jax.vjp(lambda v: fn[kind](v, out), jnp.asarray(x))
+    (gx,) = vjp(jnp.asarray(g))
+  np.testing.assert_allclose(
+    np.asarray(y), np.einsum('ot,btc->boc', a, x), rtol=0, atol=1e-12
+  )
+  np.testing.assert_allclose(
+    np.asarray(gx),
+    np.einsum('ot,boc->btc', a, g),
+    rtol=0,
+    atol=1e-12,
+    err_msg=f'{kind} {length} -> {out}: gradient is not A^T g',
+  )
+
+
 def test_scale_lengths_follow_strided_conv_formula():
   assert blocks.conv_lengths(3010, 4) == [3010, 1505, 753, 377]
   assert blocks.conv_lengths(1, 3) == [1, 1, 1]
