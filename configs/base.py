@@ -85,6 +85,27 @@ def shrink_run_for_smoke(
   config.eval.num_examples = 2
 
 
+def train_for_epochs(
+  config: ml_collections.ConfigDict,
+  examples: int,
+  epochs: int,
+  eval_every_epochs: int = 1,
+) -> int:
+  """Step counts of an epoch-based recipe at `config.train.batch_size`.
+
+  Sets `train.num_steps` to `epochs` epochs of `examples` training examples
+  and evaluates and checkpoints every `eval_every_epochs` epochs.
+
+  Returns:
+    Steps per epoch, `ceil(examples / batch_size)`.
+  """
+  steps_per_epoch = -(-examples // config.train.batch_size)
+  config.train.num_steps = epochs * steps_per_epoch
+  config.train.eval_every = eval_every_epochs * steps_per_epoch
+  config.train.checkpoint_every = eval_every_epochs * steps_per_epoch
+  return steps_per_epoch
+
+
 def get_base_config() -> ml_collections.ConfigDict:
   """Returns the shared skeleton; recipes override and extend it."""
   config = ml_collections.ConfigDict()

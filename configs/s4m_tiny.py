@@ -113,11 +113,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optimizer.plateau_patience = 15
 
   config.train.batch_size = 4
-  steps_per_epoch = -(-LIBRI2MIX_TRAIN100 // config.train.batch_size)  # 3475
-  config.train.num_steps = 500 * steps_per_epoch
+  base.train_for_epochs(config, LIBRI2MIX_TRAIN100, 500)  # 3475 steps/epoch
   config.train.log_every = 100
-  config.train.eval_every = steps_per_epoch
-  config.train.checkpoint_every = steps_per_epoch
   config.train.compute_dtype = 'float32'
 
   config.eval.batch_size = 1  # whole utterances of different lengths

@@ -112,11 +112,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optimizer.ssm_weight_decay = 1e-5
 
   config.train.batch_size = 128
-  steps_per_epoch = -(-NDNS_TRAIN_CLIPS // config.train.batch_size)  # 469
-  config.train.num_steps = 50 * steps_per_epoch
+  base.train_for_epochs(config, NDNS_TRAIN_CLIPS, 50)  # 469 steps/epoch
   config.train.log_every = 50
-  config.train.eval_every = steps_per_epoch
-  config.train.checkpoint_every = steps_per_epoch
   config.train.compute_dtype = 'float32'
 
   config.eval.batch_size = 16

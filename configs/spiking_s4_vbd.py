@@ -47,11 +47,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optimizer.ssm_weight_decay = 1e-5
 
   config.train.batch_size = 32
-  steps_per_epoch = -(-VBD_TRAIN_UTTERANCES // config.train.batch_size)
-  config.train.num_steps = 100 * steps_per_epoch
+  base.train_for_epochs(config, VBD_TRAIN_UTTERANCES, 100, eval_every_epochs=5)
   config.train.log_every = 50
-  config.train.eval_every = 5 * steps_per_epoch
-  config.train.checkpoint_every = 5 * steps_per_epoch
   config.train.compute_dtype = 'float32'
 
   config.eval.batch_size = 1  # whole utterances of different lengths
