@@ -239,50 +239,44 @@ def exponent_span(params: Any, quant_rules: rules.QuantRules) -> dict:
   return dict(span=span, flushed=flushed)
 
 
+def _quantised_row(name, label, config, params, bits):
+  """Score `params` quantised to `bits` on the float path.
+
+  Returns:
+    The table row, the quantised parameters and the jitted eval step.
+  """
+  task, quant_rules, _ = quantised_task(config, bits, int_add=False)
+  q = rules.quantize_params(params, quant_rules)
+  metrics, step = score(config, task, q)
+  row = dict(
+    run=name, weights=label, **exponent_span(params, quant_rules), **metrics
+  )
+  return row, q, step
+
+
 def evaluate_variant(name, bits, config, workdir) -> list[dict[str, Any]]:
   """Table rows of one trained variant (see the module docstring)."""
   params = load_params(config, workdir)
-  rows = []
   if bits is None:
     metrics, _ = score(config, tasks.create_task(config), params)
-    rows.append(dict(run=name, weights='float32', **metrics))
+    rows = [dict(run=name, weights='float32', **metrics)]
     for k in (5, 8):
-      task, quant_rules, _ = quantised_task(config, k, int_add=False)
-      q = rules.quantize_params(params, quant_rules)
-      metrics, _ = score(config, task, q)
-      rows.append(
-        dict(
-          run=name,
-          weights=f'PTQ sign+{k}-bit exp',
-          **exponent_span(params, quant_rules),
-          **metrics,
-        )
-      )
+      label = f'PTQ sign+{k}-bit exp'
+      rows.append(_quantised_row(name, label, config, params, k)[0])
     return rows
-  task, quant_rules, _ = quantised_task(config, bits, int_add=False)
-  q = rules.quantize_params(params, quant_rules)
-  metrics, float_step = score(config, task, q)
-  rows.append(
-    dict(
-      run=name,
-      weights=f'sign+{bits}-bit exp',
-      **exponent_span(params, quant_rules),
-      **metrics,
-    )
-  )
+  label = f'sign+{bits}-bit exp'
+  row, q, float_step = _quantised_row(name, label, config, params, bits)
   int_task, _, log = quantised_task(config, bits, int_add=True)
   metrics, int_step = score(config, int_task, q)
   rel = max_relative_difference(config, float_step, int_step, q)
-  rows.append(
-    dict(
-      run=name,
-      weights=f'sign+{bits}-bit exp, int-add',
-      max_rel_diff=rel,
-      rerouted=sorted(set(log.rerouted)),
-      **metrics,
-    )
+  int_row = dict(
+    run=name,
+    weights=f'{label}, int-add',
+    max_rel_diff=rel,
+    rerouted=sorted(set(log.rerouted)),
+    **metrics,
   )
-  return rows
+  return [row, int_row]
 
 
 def _paired(row, base, metric: str, fmt: str) -> str:
