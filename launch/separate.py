@@ -1,23 +1,26 @@
 r"""Separates mixtures into sources with a trained separation model.
 
   python launch/separate.py --workdir=runs/s4m mixture.wav folder/ \
-      --output_dir=separated [--step=best]
+      --output_dir=separated [--step=best] [--strict]
 
-Writes one file per source (`<name>_s1.wav`, `<name>_s2.wav`, ...). Inputs,
-resampling, mono mix-down, constant-memory windows and error handling are
-those of `launch/enhance.py`; the speaker order is kept consistent across
-windows by matching the audio the overlapping windows share. Streaming is not
-available for separation models.
+Writes one file per source (`<name>_s1.wav`, `<name>_s2.wav`, ...). Required
+flags, inputs, resampling, mono mix-down, constant-memory windows, the checks
+of every input before anything is written (`refused: PATH: REASON` lines, the
+good files processed anyway and exit status 1, or nothing written with
+`--strict`) and the protection of inputs are those of `launch/enhance.py`;
+the speaker order is kept consistent across windows by matching the audio the
+overlapping windows share. Separation models cannot stream, so there is no
+`--streaming` flag.
 """
 
 from __future__ import annotations
 
 from absl import app, flags
 
-from launch import enhance
+from launch import audio_batch
 from s4jax.training import runtime
 
-flags.adopt_module_key_flags(enhance)
+flags.adopt_module_key_flags(audio_batch)
 
 if __name__ == '__main__':
-  app.run(enhance.cli_main('separation'), flags_parser=runtime.parse_flags)
+  app.run(audio_batch.cli_main('separation'), flags_parser=runtime.parse_flags)

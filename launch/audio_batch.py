@@ -1,0 +1,649 @@
+r"""Runs a trained model over audio files: shared by enhance.py/separate.py.
+
+`launch/enhance.py` and `launch/separate.py` are thin front ends to this
+module: the flags they share, the input checks, the constant-memory windowed
+processing and the report of refused files live here (their behaviour is
+described in `launch/enhance.py`). Only `enhance.py` adds `--streaming`, which
+`run` receives as an argument.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+import os
+import struct
+import sys
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import soundfile as sf
+from absl import flags, logging
+
+from data_pipelines import audio_io
+from s4jax.training import runtime
+
+_WORKDIR = flags.DEFINE_string(
+  'workdir',
+  None,
+  'Training run directory to load the model from. Exactly one of '
+  '--workdir and --checkpoint is required.',
+)
+_CHECKPOINT = flags.DEFINE_string(
+  'checkpoint',
+  None,
+  'Checkpoint folder to load the model from '
+  '(<workdir>/checkpoints/<step>). Exactly one of --workdir and '
+  '--checkpoint is required.',
+)
+_STEP = flags.DEFINE_string(
+  'step', 'latest', 'With --workdir: latest, best or a step number.'
+)
+_OUTPUT_DIR = flags.DEFINE_string(
+  'output_dir',
+  None,
+  'Required. Folder for the results (input folders keep their layout '
+  'under it); refused if a result would overwrite an input.',
+)
+_STRICT = flags.DEFINE_bool(
+  'strict',
+  False,
+  'Write nothing if any input is refused (empty, truncated, unreadable, '
+  'NaN/Inf or missing); exit status 1. Without it the good files are '
+  'processed and the exit status is still 1.',
+)
+_CHUNK = flags.DEFINE_float(
+  'chunk_seconds', 8.0, 'Window length in seconds (memory stays constant).'
+)
+_CONTEXT = flags.DEFINE_float(
+  'context_seconds',
+  1.0,
+  'Extra audio each side of a window, in seconds (processed, discarded).',
+)
+_SUBTYPE = flags.DEFINE_string(
+  'subtype', 'PCM_16', 'Output sample format (PCM_16, PCM_24, FLOAT).'
+)
+
+BLOCK = 1 << 16  # Samples per read when scanning a file.
+# Past tense and -ing form of each task's verb, for the messages.
+_VERBS = {
+  'enhancement': ('enhanced', 'Enhancing'),
+  'separation': ('separated', 'Separating'),
+}
+_UNSET_SIZES = (0, 0xFFFFFFFF)  # Data sizes left by streaming writers.
+_AUDIO_CHUNKS = {  # (magic, form type): (byte order, audio chunk id)
+  (b'RIFF', b'WAVE'): ('<', b'data'),
+  (b'RIFX', b'WAVE'): ('>', b'data'),
+  (b'FORM', b'AIFF'): ('>', b'SSND'),
+  (b'FORM', b'AIFC'): ('>', b'SSND'),
+}
+
+
+class InputError(ValueError):
+  """An input file or folder that cannot be processed."""
+
+
+# Inputs ----------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Inputs:
+  """Every input file, split into accepted ones and refused paths."""
+
+  good: list[tuple[str, str]]  # (file, path relative to --output_dir)
+  infos: dict[str, tuple[int, int, int]]  # file: (frames, rate, channels)
+  refused: list[tuple[str, str]]  # (path, reason)
+  ids: set[tuple[int, int]]  # (device, inode) of every existing input
+
+  @property
+  def total(self) -> int:
+    return len(self.good) + len(self.refused)
+
+
+def collect_inputs(paths: list[str]) -> tuple[list, list]:
+  """`(file, relative output path)` pairs and `(path, reason)` refusals."""
+  if not paths:
+    raise InputError('No input files given: pass audio files or folders.')
+  files, refused = [], []
+  for path in paths:
+    if os.path.isdir(path):
+      found = audio_io.list_audio_files(path)
+      if not found:
+        refused.append((path, 'folder contains no audio files'))
+      files += [(f, os.path.relpath(f, path)) for f in found]
+    elif os.path.exists(path):
+      files.append((path, os.path.basename(path)))
+    else:
+      refused.append((path, 'does not exist'))
+  return files, refused
+
+
+def check_inputs(paths: list[str]) -> Inputs:
+  """Checks every input file (nothing is written); see `check_file`."""
+  files, refused = collect_inputs(paths)
+  ids = {_file_id(f) for f, _ in files} - {None}
+  inputs = Inputs([], {}, refused, ids)
+  for path, relative in files:
+    try:
+      inputs.infos[path] = check_file(path)
+    except InputError as e:
+      inputs.refused.append((path, str(e)))
+    else:
+      inputs.good.append((path, relative))
+  return inputs
+
+
+def check_file(path: str) -> tuple[int, int, int]:
+  """`(frames, sample_rate, channels)`, or `InputError(reason)`.
+
+  Refuses empty files, files libsndfile cannot open (not audio, corrupt
+  header), files without samples, truncated files and NaN/Inf samples. The
+  whole file is scanned in blocks (constant memory). Multi-channel files are
+  accepted with a warning (they are mixed down).
+  """
+  if os.path.getsize(path) == 0:
+    raise InputError('empty file (0 bytes)')
+  try:
+    info = sf.info(path)
+  except (sf.LibsndfileError, RuntimeError) as e:
+    raise InputError(f'not a readable audio file ({_why(e)})') from e
+  if info.frames <= 0:
+    raise InputError('no audio samples (0 frames)')
+  missing = audio_chunk_shortfall(path)
+  if missing:
+    raise InputError(
+      f'truncated: the header declares {missing[0]} bytes of audio, the '
+      f'file holds {missing[1]}'
+    )
+  _scan(path, int(info.frames))
+  if info.channels > 1:
+    logging.warning(
+      '%s has %d channels; mixing down to mono.', path, info.channels
+    )
+  return int(info.frames), int(info.samplerate), int(info.channels)
+
+
+def _why(error: Exception) -> str:
+  return getattr(error, 'error_string', None) or str(error)
+
+
+def _scan(path: str, frames: int) -> None:
+  """Reads every sample: refuses NaN/Inf, read errors and missing frames."""
+  read = 0
+  try:
+    with sf.SoundFile(path) as f:
+      for block in f.blocks(BLOCK, dtype='float32', always_2d=True):
+        bad = ~np.isfinite(block).all(axis=1)
+        if bad.any():
+          first = read + int(np.argmax(bad))
+          raise InputError(f'NaN or Inf samples (first at frame {first})')
+        read += len(block)
+  except (sf.LibsndfileError, RuntimeError) as e:
+    raise InputError(
+      f'corrupt audio data: reading failed after {read} of {frames} '
+      f'frames ({_why(e)})'
+    ) from e
+  if read < frames:
+    raise InputError(f'truncated: {read} of {frames} frames readable')
+
+
+def audio_chunk_shortfall(path: str) -> tuple[int, int] | None:
+  """`(declared, present)` bytes when a WAV/AIFF's audio chunk is cut short.
+
+  libsndfile quietly reads what is there; the RIFF (WAV) or FORM (AIFF)
+  header says how much audio should be. `None` for complete files, other
+  formats and the unset sizes (0, 0xFFFFFFFF) of streamed or RF64 files.
+  """
+  with open(path, 'rb') as f:
+    size = os.fstat(f.fileno()).st_size
+    head = f.read(12)
+    kind = _AUDIO_CHUNKS.get((head[:4], head[8:12]))
+    if kind is None:
+      return None
+    order, audio = kind
+    position = 12
+    while position + 8 <= size:
+      f.seek(position)
+      chunk, length = struct.unpack(order + '4sI', f.read(8))
+      if chunk == audio:
+        present = size - position - 8
+        if length in _UNSET_SIZES or length <= present:
+          return None
+        return length, present
+      position += 8 + length + (length & 1)
+  return None
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+  """`(device, inode)` of an existing file (links and aliases agree)."""
+  try:
+    stat = os.stat(path)
+  except OSError:
+    return None
+  return stat.st_dev, stat.st_ino
+
+
+def report_refused(inputs: Inputs, task_name: str, strict: bool) -> None:
+  """One stderr line per refused input, then counts and what to do."""
+  for path, reason in inputs.refused:
+    print(f'refused: {path}: {reason}', file=sys.stderr)
+  if strict:
+    outcome = '--strict: nothing written.'
+  elif not inputs.good:
+    outcome = 'No file left to process.'
+  else:
+    outcome = (
+      f'{_VERBS[task_name][1]} the other {len(inputs.good)} anyway '
+      '(--strict writes nothing when any input is refused).'
+    )
+  print(
+    f'{len(inputs.refused)} of {inputs.total} files refused; fix or remove '
+    f'them and run again. {outcome}',
+    file=sys.stderr,
+  )
+
+
+# Reading ---------------------------------------------------------------------
+
+
+def file_reader(handle: sf.SoundFile, frames: int) -> Callable:
+  """`get(a, b)`: mono samples `[a, b)`, zeros outside the file."""
+
+  def get(a: int, b: int) -> np.ndarray:
+    out = np.zeros(b - a, np.float32)
+    lo, hi = max(a, 0), min(b, frames)
+    if hi > lo:
+      handle.seek(lo)
+      data = handle.read(hi - lo, dtype='float32', always_2d=True)
+      out[lo - a : lo - a + len(data)] = data.mean(axis=1)
+    return out
+
+  return get
+
+
+# Resampling of arbitrary stretches --------------------------------------------
+
+
+class Rates:
+  """Sample-exact correspondence between the file rate and the model rate.
+
+  Stretches start on multiples of `unit_file` / `unit_model` samples (the
+  two rates' common period), where both grids have a sample.
+  """
+
+  def __init__(self, file_rate: int, model_rate: int):
+    g = math.gcd(file_rate, model_rate)
+    self.file_rate, self.model_rate = file_rate, model_rate
+    self.unit_file, self.unit_model = file_rate // g, model_rate // g
+
+  def margin(self, rate_from: int) -> int:
+    """Samples at `rate_from` covering the polyphase filter's half length."""
+    if self.file_rate == self.model_rate:
+      return 0
+    up, down = (
+      (self.unit_model, self.unit_file)
+      if rate_from == self.file_rate
+      else (self.unit_file, self.unit_model)
+    )
+    half = math.ceil(10 * max(up, down) / up) + 8
+    unit = down
+    return unit * math.ceil(half / unit)
+
+  def convert(
+    self, get: Callable, start: int, stop: int, rate_from: int
+  ) -> np.ndarray:
+    """Samples `[start, stop)` at the other rate of a signal at `rate_from`.
+
+    `start` must be a multiple of the target grid's unit.
+    """
+    if self.file_rate == self.model_rate:
+      return get(start, stop)
+    to_file = rate_from == self.model_rate
+    u_from, u_to = (
+      (self.unit_model, self.unit_file)
+      if to_file
+      else (self.unit_file, self.unit_model)
+    )
+    if start % u_to:
+      raise ValueError(f'start {start} is not on the {u_to}-sample grid.')
+    margin = self.margin(rate_from)
+    a = start // u_to * u_from - margin
+    b = -(-stop * u_from // u_to) + margin
+    rate_to = self.file_rate if to_file else self.model_rate
+    y = audio_io.resample(get(a, b), rate_from, rate_to)
+    skip = margin // u_from * u_to
+    return y[skip : skip + stop - start]
+
+
+# Processing -------------------------------------------------------------------
+
+
+def _grid(rates: Rates, seconds: float, multiple: int = 1) -> int:
+  """Model-rate samples near `seconds`, on both grids and `multiple`."""
+  step = math.lcm(rates.unit_model, multiple)
+  return max(step, step * round(seconds * rates.model_rate / step))
+
+
+def _windows(model, rates, get_file, n_model, chunk, context):
+  """Offline: model output, chunk by chunk, with `q` samples of margin."""
+  q = min(context, _grid(rates, 0.05))
+  previous = None
+  for start in range(0, n_model, chunk):
+    window = rates.convert(
+      get_file, start - context, start + chunk + context, rates.file_rate
+    )
+    out = model(window)
+    out = out.reshape(-1, out.shape[-1])  # (S, W)
+    if previous is not None and out.shape[0] > 1:
+      # Keep the speaker order: compare the stretch both windows saw.
+      perm = _order(model, previous, out, chunk, context)
+      out = out[list(perm)]
+    previous = out
+    yield start, out[:, context - q : context + chunk + q], q
+
+
+def _order(model, previous, current, chunk, context):
+  from s4jax.training import inference  # pylint: disable=g-import-not-at-top
+
+  del model
+  shared_prev = previous[:, chunk : chunk + 2 * context]
+  shared_cur = current[:, : 2 * context]
+  return inference.best_permutation(shared_prev, shared_cur)
+
+
+def _streamed(model, rates, get_file, n_model, chunk):
+  """Streaming: hop by hop through the model's stateful streaming mode."""
+  from s4jax.audio import stft  # pylint: disable=g-import-not-at-top
+
+  enhancer = model.streamer()
+  hop = int(enhancer.model.hop_length)
+  # Output hop k carries input hop k - delay (Spiking-S4 streaming STFT).
+  latency = hop * stft.stream_reference_delay(enhancer.model.streaming_stft)
+  pending = collections.deque()
+  produced = -latency  # Model-rate position of the next output sample.
+  q = _grid(rates, 0.05)
+  buffer, buffer_start = np.zeros(0, np.float32), -q
+  target = 0  # Next chunk start to emit.
+  for start in range(0, n_model, chunk):
+    x = rates.convert(get_file, start, start + chunk, rates.file_rate)
+    for h in range(0, chunk, hop):
+      pending.append(enhancer(x[None, h : h + hop])[0])
+    out = np.concatenate(list(pending)) if pending else np.zeros(0)
+    pending.clear()
+    buffer, buffer_start = _append(buffer, buffer_start, out, produced)
+    produced += len(out)
+    while buffer_start + len(buffer) >= target + chunk + q:
+      yield _take(buffer, buffer_start, target, chunk, q)
+      buffer, buffer_start = _drop(buffer, buffer_start, target + chunk - q)
+      target += chunk
+  tail = enhancer.flush()[0]
+  buffer, buffer_start = _append(buffer, buffer_start, tail, produced)
+  while target < n_model:
+    yield _take(buffer, buffer_start, target, chunk, q)
+    target += chunk
+
+
+def _append(buffer, start, out, position):
+  if position < 0:  # Drop the latency warm-up before position 0.
+    out = out[-position:] if -position < len(out) else out[:0]
+    position = 0
+  if not len(buffer):
+    pad = position - start
+    buffer = np.concatenate([np.zeros(pad, np.float32), out])
+    return buffer.astype(np.float32), start
+  return np.concatenate([buffer, out]).astype(np.float32), start
+
+
+def _take(buffer, start, target, chunk, q):
+  a, b = target - q - start, target + chunk + q - start
+  piece = np.zeros(b - a, np.float32)
+  lo, hi = max(a, 0), min(b, len(buffer))
+  if hi > lo:
+    piece[lo - a : hi - a] = buffer[lo:hi]
+  return target, piece[None], q
+
+
+def _drop(buffer, start, keep_from):
+  cut = max(keep_from - start, 0)
+  return buffer[cut:], start + cut
+
+
+def process_file(
+  model,
+  path: str,
+  outputs: list[str],
+  *,
+  streaming: bool,
+  chunk_seconds: float,
+  context_seconds: float,
+  subtype: str,
+  info: tuple[int, int, int] | None = None,
+) -> float:
+  """Processes one file into `outputs` (one per source); returns seconds."""
+  frames, rate, _ = info or check_file(path)
+  rates = Rates(rate, model.sample_rate)
+  n_model = -(-frames * rates.unit_model // rates.unit_file)
+  multiple = 128 if streaming else 1
+  chunk = _grid(rates, chunk_seconds, multiple)
+  step = math.lcm(rates.unit_model, multiple)
+  chunk = min(chunk, step * -(-n_model // step))  # Short files: one window.
+  context = _grid(rates, context_seconds) if context_seconds > 0 else 0
+  with sf.SoundFile(path) as handle:
+    get_file = file_reader(handle, frames)
+    pieces: Iterator = (
+      _streamed(model, rates, get_file, n_model, chunk)
+      if streaming
+      else _windows(model, rates, get_file, n_model, chunk, context)
+    )
+    _write(pieces, outputs, rates, frames, subtype)
+  return frames / rate
+
+
+def _write(pieces, outputs, rates, frames, subtype):
+  """Writes `outputs` via partial files, renamed when complete."""
+  tmp = [partial_path(o) for o in outputs]
+  for o in outputs:
+    os.makedirs(os.path.dirname(os.path.abspath(o)), exist_ok=True)
+  fmt = {'.flac': 'FLAC', '.ogg': 'OGG'}.get(
+    os.path.splitext(outputs[0])[1].lower(), 'WAV'
+  )
+  sub = subtype if fmt == 'WAV' else None
+  handles = [
+    sf.SoundFile(
+      t, 'w', samplerate=rates.file_rate, channels=1, format=fmt, subtype=sub
+    )
+    for t in tmp
+  ]
+  try:
+    _write_pieces(pieces, handles, rates, frames, subtype)
+  except BaseException:
+    for t in tmp:
+      if os.path.exists(t):
+        os.remove(t)
+    raise
+  for t, o in zip(tmp, outputs, strict=True):
+    os.replace(t, o)
+
+
+def _write_pieces(pieces, handles, rates, frames, subtype):
+  """Writes each model-rate piece, resampled to the file rate."""
+  written = 0
+  try:
+    for start, piece, q in pieces:
+      chunk = piece.shape[-1] - 2 * q
+      first = start // rates.unit_model * rates.unit_file
+      last = -(-(start + chunk) * rates.unit_file // rates.unit_model)
+      for handle, signal in zip(handles, piece, strict=False):
+        get = lambda a, b, s=signal, o=start - q: _slice(s, a - o, b - o)  # noqa: E731
+        y = rates.convert(get, first, last, rates.model_rate)
+        y = y[: max(frames - written, 0)]
+        if not np.all(np.isfinite(y)):
+          raise InputError('the model produced NaN or Inf samples')
+        handle.write(np.clip(y, -1.0, 1.0) if subtype.startswith('PCM') else y)
+      written += len(y)
+  finally:
+    for handle in handles:
+      handle.close()
+
+
+def partial_path(output: str) -> str:
+  """Where `output` is written before it is renamed into place."""
+  return f'{output}.partial{os.path.splitext(output)[1]}'
+
+
+def _slice(signal: np.ndarray, a: int, b: int) -> np.ndarray:
+  out = np.zeros(b - a, np.float32)
+  lo, hi = max(a, 0), min(b, len(signal))
+  if hi > lo:
+    out[lo - a : hi - a] = signal[lo:hi]
+  return out
+
+
+# Outputs ---------------------------------------------------------------------
+
+
+def output_paths(out_dir: str, relative: str, sources: int) -> list[str]:
+  """Result file(s) for one input (`_s1`, `_s2`, ... for separation)."""
+  stem, ext = os.path.splitext(os.path.join(out_dir, relative))
+  ext = ext if ext.lower() in ('.wav', '.flac') else '.wav'
+  if sources == 1:
+    return [stem + ext]
+  return [f'{stem}_s{i + 1}{ext}' for i in range(sources)]
+
+
+def plan_outputs(
+  inputs: Inputs, out_dir: str, sources: int
+) -> dict[str, list[str]]:
+  """Outputs of each good file; refuses overwriting inputs or each other."""
+  plan, writer = {}, {}
+  for path, relative in inputs.good:
+    plan[path] = output_paths(out_dir, relative, sources)
+    for output in plan[path]:
+      for target in (output, partial_path(output)):
+        if _file_id(target) in inputs.ids:
+          raise InputError(
+            f'Refusing to overwrite the input {target}; choose an '
+            '--output_dir that holds no input.'
+          )
+      if output in writer:
+        raise InputError(
+          f'{writer[output]} and {path} would both be written to {output}; '
+          'pass them in separate runs.'
+        )
+      writer[output] = path
+  return plan
+
+
+# Main ------------------------------------------------------------------------
+
+
+def _check_flags() -> None:
+  if bool(_WORKDIR.value) == bool(_CHECKPOINT.value):
+    raise InputError('Pass exactly one of --workdir and --checkpoint.')
+  if not _OUTPUT_DIR.value:
+    raise InputError('--output_dir is required.')
+  if _CHUNK.value <= 0 or _CONTEXT.value < 0:
+    raise InputError('--chunk_seconds must be > 0, --context_seconds >= 0.')
+
+
+def _load_model(task_name: str, streaming: bool):
+  from s4jax.training import inference  # pylint: disable=g-import-not-at-top
+
+  model = inference.load(
+    _WORKDIR.value or _CHECKPOINT.value,
+    None if _CHECKPOINT.value else _STEP.value,
+  )
+  if (task_name == 'separation') != model.separates:
+    tool = 'separate.py' if model.separates else 'enhance.py'
+    raise InputError(
+      f'The checkpoint holds a {model.task.name} model; use launch/{tool}.'
+    )
+  if streaming:
+    model.streamer()  # Fails early with a clear message if unsupported.
+  logging.info(
+    'Model %s, step %d, %d Hz.',
+    model.config.model.name,
+    model.step,
+    model.sample_rate,
+  )
+  return model
+
+
+def _process_all(model, inputs: Inputs, plan, streaming: bool) -> list[str]:
+  """Processes every good file; returns those that failed (on stderr)."""
+  failed = []
+  for path, outputs in plan.items():
+    try:
+      seconds = process_file(
+        model,
+        path,
+        outputs,
+        info=inputs.infos[path],
+        streaming=streaming,
+        chunk_seconds=_CHUNK.value,
+        context_seconds=_CONTEXT.value,
+        subtype=_SUBTYPE.value,
+      )
+    except (InputError, sf.LibsndfileError) as e:
+      print(f'failed: {path}: {e}', file=sys.stderr)
+      failed.append(path)
+      continue
+    print(f'{path} ({seconds:.1f} s) -> {", ".join(outputs)}')
+  return failed
+
+
+def _summary(inputs: Inputs, failed: list[str], task_name: str) -> str:
+  """`2 of 7 files refused (listed above); 5 enhanced into OUT`."""
+  n, word = (
+    (len(inputs.refused), 'refused')
+    if inputs.refused
+    else (len(failed), 'failed')
+  )
+  text = f'{n} of {inputs.total} files {word}'
+  if inputs.refused and failed:
+    text += f' and {len(failed)} failed'
+  done = len(inputs.good) - len(failed)
+  verb = _VERBS[task_name][0]
+  return f'{text} (listed above); {done} {verb} into {_OUTPUT_DIR.value}'
+
+
+def run(task_name: str, inputs: list[str], *, streaming: bool = False) -> None:
+  """Shared main of `enhance.py` and `separate.py`.
+
+  Raises `InputError` (after processing the good files, unless `--strict`)
+  when any input was refused or failed.
+  """
+  _check_flags()
+  checked = check_inputs(inputs)  # Before loading a model or writing.
+  if checked.refused:
+    report_refused(checked, task_name, _STRICT.value)
+    if _STRICT.value or not checked.good:
+      raise InputError(
+        f'{len(checked.refused)} of {checked.total} files refused (listed '
+        'above); nothing written.'
+      )
+  model = _load_model(task_name, streaming)
+  plan = plan_outputs(checked, _OUTPUT_DIR.value, model.num_outputs)
+  failed = _process_all(model, checked, plan, streaming)
+  if checked.refused or failed:
+    raise InputError(_summary(checked, failed, task_name))
+
+
+def cli_main(
+  task_name: str, streaming: flags.FlagHolder[bool] | None = None
+) -> Callable[[list[str]], None]:
+  """An `app.run` main for `task_name` with one-line errors."""
+
+  def main(argv):
+    from s4jax.training import errors  # pylint: disable=g-import-not-at-top
+
+    runtime.quiet_library_logs()
+    stream = streaming is not None and streaming.value
+    try:
+      run(task_name, argv[1:], streaming=stream)
+    except (InputError, audio_io.AudioError, *errors.USER_ERRORS) as e:
+      logging.debug('Stopped by', exc_info=True)
+      sys.exit(f'error: {e}')
+
+  return main
