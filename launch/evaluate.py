@@ -25,12 +25,22 @@ from s4jax.training import runtime
 _CONFIG = config_flags.DEFINE_config_file(
   'config',
   None,
-  'Recipe file; default: the one saved in --workdir.',
+  'Recipe file (default: the config saved in --workdir); change its fields '
+  'with --config.a.b=value.',
   lock_config=True,
 )
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Training run directory.')
-_STEP = flags.DEFINE_string('step', 'latest', 'latest, best or a step.')
-_SPLIT = flags.DEFINE_string('split', 'validation', 'Split to evaluate.')
+_WORKDIR = flags.DEFINE_string(
+  'workdir', None, 'Required. Training run directory (launch/train.py).'
+)
+_STEP = flags.DEFINE_string(
+  'step',
+  'latest',
+  'Checkpoint to evaluate: latest, best (by config.eval.best_metric) or a '
+  'step number.',
+)
+_SPLIT = flags.DEFINE_string(
+  'split', 'validation', 'Split to evaluate: validation, test or train.'
+)
 _PIPELINE = flags.DEFINE_string(
   'input_pipeline',
   'data_pipelines.input_pipeline',

@@ -1,8 +1,8 @@
 r"""Scores folders of enhanced audio against clean references.
 
-  python launch/score.py --reference DIR --estimate DIR [--noisy DIR] \
-      [--metrics si_snr,si_snri,pesq_wb,stoi] [--match auto|name|fileid] \
-      [--per_file] [--json] [--num_workers N] [--resample] [--strict]
+  python launch/score.py --reference=DIR --estimate=DIR [--noisy=DIR] \
+      [--metrics=si_snr,si_snri,pesq_wb,stoi] [--match=auto|name|fileid] \
+      [--per_file] [--json] [--num_workers=N] [--resample] [--strict]
 
 Files (wav, flac, ogg, aiff; searched recursively) are paired by name:
 
@@ -27,17 +27,22 @@ reference's rate (with a warning). Pairs whose lengths differ are trimmed to
 the shorter one (warned). NaN/Inf samples found while reading make that file
 fail (stderr, exit status 1).
 
-Metric names: see `s4jax.audio.metrics.ENHANCEMENT_METRICS`. Only DNSMOS
-metrics may be used without `--reference`.
+Metric names are listed under `--metrics` below (they are those of
+`s4jax.audio.metrics.ENHANCEMENT_METRICS`). Only DNSMOS metrics may be used
+without `--reference`.
+Exit status: 0 scored, 1 incomplete (a file could not be read, or with
+`--strict` an unmatched file or failed metric), 2 bad flags or inputs.
 
-Audio is read with `data_pipelines.audio_io.read_audio`.
+Audio is read with `data_pipelines.audio_io.read_audio`. From Python,
+`main(['--reference=...', '--estimate=...'])` runs the tool in-process and
+returns the exit status.
 """
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import dataclasses
+import functools
 import json
 import math
 import multiprocessing
@@ -48,9 +53,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import soundfile as sf
+from absl import app, flags
 
 from data_pipelines import audio_io
 from s4jax.audio import metrics
+from s4jax.training import runtime
 
 DEFAULT_METRICS = 'si_snr,pesq_wb,stoi'
 FILEID = re.compile(r'fileid_(\d+)')
@@ -381,66 +388,72 @@ def report(results, names, lost, per_file: bool) -> dict:
 # -------------------------------------------------------------------- main
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-  """Command-line flags (see the module docstring)."""
-  parser = argparse.ArgumentParser(
-    prog='score.py',
-    description='Score enhanced audio files against clean references.',
-    epilog='Metrics: ' + ', '.join(metrics.ENHANCEMENT_METRICS),
+def define_flags(flag_values: flags.FlagValues) -> None:
+  """Defines the command-line flags (see the module docstring) on `flag_values`.
+
+  The command line defines them on the global `flags.FLAGS`; `main` on a
+  private `FlagValues`, so the tool can run in-process next to other tools.
+  """
+  fv = {'flag_values': flag_values}
+  flags.DEFINE_string(
+    'reference',
+    None,
+    'Folder of clean references; required unless every metric is DNSMOS.',
+    **fv,
   )
-  parser.add_argument(
-    '--reference',
-    help='Folder of clean references (needed unless only DNSMOS metrics).',
+  flags.DEFINE_string(
+    'estimate', None, 'Required. Folder of enhanced files to score.', **fv
   )
-  parser.add_argument(
-    '--estimate', required=True, help='Folder of enhanced files.'
+  flags.DEFINE_string(
+    'noisy', None, 'Folder of noisy inputs (needed for si_snri, si_sdri).', **fv
   )
-  parser.add_argument('--noisy', help='Folder of noisy inputs (for si_snri).')
-  parser.add_argument(
-    '--metrics',
-    default=None,
-    help=f'Comma-separated names (default {DEFAULT_METRICS}, plus si_snri '
-    'with --noisy).',
+  flags.DEFINE_list(
+    'metrics',
+    None,
+    f'Comma-separated metric names (default {DEFAULT_METRICS}, plus si_snri '
+    f'with --noisy); from: {", ".join(metrics.ENHANCEMENT_METRICS)}.',
+    **fv,
   )
-  parser.add_argument(
-    '--match',
-    choices=('auto', 'name', 'fileid'),
-    default='auto',
-    help='How files are paired.',
+  flags.DEFINE_enum(
+    'match',
+    'auto',
+    ['auto', 'name', 'fileid'],
+    'How files are paired: by relative name, by the N-DNS fileid_<N> token, '
+    'or auto (name, else fileid).',
+    **fv,
   )
-  parser.add_argument(
-    '--per_file', action='store_true', help='Also print one row per file.'
+  flags.DEFINE_bool('per_file', False, 'Also print one row per file.', **fv)
+  flags.DEFINE_bool(
+    'json', False, 'Print one JSON object instead of a table.', **fv
   )
-  parser.add_argument(
-    '--json',
-    action='store_true',
-    help='Print one JSON object instead of a table.',
+  flags.DEFINE_integer(
+    'num_workers',
+    1,
+    'Processes computing the metrics (0 or 1: this process).',
+    lower_bound=0,
+    **fv,
   )
-  parser.add_argument(
-    '--num_workers',
-    type=int,
-    default=1,
-    help='Processes for the metrics (1 = this process).',
+  flags.DEFINE_bool(
+    'resample',
+    False,
+    'Resample estimates/noisy files to the reference rate instead of refusing '
+    'a sample-rate mismatch.',
+    **fv,
   )
-  parser.add_argument(
-    '--resample',
-    action='store_true',
-    help='Resample estimates/noisy files to the reference rate instead of '
-    'refusing a mismatch.',
+  flags.DEFINE_bool(
+    'strict',
+    False,
+    'Exit 1 if any file is unmatched or any metric failed.',
+    **fv,
   )
-  parser.add_argument(
-    '--strict',
-    action='store_true',
-    help='Exit 1 if any file is unmatched or any metric failed.',
-  )
-  return parser.parse_args(argv)
+  flags.mark_flags_as_required(['estimate'], flag_values=flag_values)
 
 
 def _metric_names(args) -> list[str]:
   raw = args.metrics
   if raw is None:
-    raw = DEFAULT_METRICS + (',si_snri' if args.noisy else '')
-  names = [n.strip() for n in raw.split(',') if n.strip()]
+    raw = DEFAULT_METRICS.split(',') + (['si_snri'] if args.noisy else [])
+  names = [n.strip() for n in raw if n.strip()]
   unknown = [n for n in names if n not in metrics.ENHANCEMENT_METRICS]
   if unknown or not names:
     raise ScoreError(
@@ -470,12 +483,47 @@ def _warn_unmatched(lost: dict[str, list[str]]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  """Runs the tool; returns the exit status (0 ok, 1 incomplete, 2 error)."""
-  args = parse_args(argv)
+  """Runs the tool in-process on `argv` (flags, no program name).
+
+  Args:
+    argv: e.g. `['--reference=clean', '--estimate=enhanced', '--json']`;
+      None: `sys.argv[1:]`.
+
+  Returns:
+    The exit status (0 ok, 1 incomplete, 2 bad flags or inputs).
+  """
+  argv = sys.argv[1:] if argv is None else list(argv)
+  flag_values = flags.FlagValues()
+  define_flags(flag_values)
+  if runtime.help_requested(['score.py', *argv]):
+    print(f'{__doc__}\nflags:\n\n{flag_values.get_help()}')
+    return 0
+  try:
+    rest = flag_values(['score.py', *argv])
+  except flags.Error as e:
+    print(runtime.flag_error_message(e), file=sys.stderr)
+    return 2
+  if len(rest) > 1:
+    print(_unexpected(rest[1:]), file=sys.stderr)
+    return 2
+  return score(flag_values)
+
+
+def _unexpected(args: list[str]) -> str:
+  return (
+    f'error: unexpected arguments {args}; score.py takes only flags '
+    '(e.g. --estimate=DIR). Pass --help to see the flags.'
+  )
+
+
+def score(args) -> int:
+  """Scores with parsed flags `args` (attributes named as the flags).
+
+  Returns:
+    The exit status (0 ok, 1 incomplete, 2 bad inputs).
+  """
   try:
     names = _metric_names(args)
-    if args.num_workers < 0:
-      raise ScoreError('--num_workers must be >= 0.')
     pairs, lost = match(args.estimate, args.reference, args.noisy, args.match)
     if not pairs:
       _warn_unmatched(lost)
@@ -512,5 +560,17 @@ def main(argv: Sequence[str] | None = None) -> int:
   return 0
 
 
+def _app_main(argv: list[str]) -> None:
+  """`app.run` entry: the flags are parsed into `flags.FLAGS`."""
+  if len(argv) > 1:
+    print(_unexpected(argv[1:]), file=sys.stderr)
+    sys.exit(2)
+  sys.exit(score(flags.FLAGS))
+
+
 if __name__ == '__main__':
-  sys.exit(main())
+  define_flags(flags.FLAGS)
+  app.run(
+    _app_main,
+    flags_parser=functools.partial(runtime.parse_flags, error_status=2),
+  )

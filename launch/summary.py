@@ -4,20 +4,34 @@ r"""Parameter table, MACs and (spiking models) energy of a recipe's model.
   python launch/summary.py --config=configs/demo.py --seconds=30 --json
   python launch/summary.py --config=configs/demo.py --workdir=runs/demo
 
-MACs are counted from shapes (nothing runs) for one clip of `--seconds`
-(default: the recipe's segment length) and per second of audio; a model
-module's own `count_macs` is used when it has one (S4M), otherwise
-`s4jax.training.summary.trace_macs` (Dense/Conv/LayerNorm, fvcore rules).
-For spiking models the 45 nm energy and the N-DNS power proxy come from the
-firing rates measured on `--energy_seconds` of a built-in synthetic example
-(with the trained parameters of `--workdir`, else the initial ones).
+MACs (multiply-accumulates) are counted from shapes (nothing runs) for one
+clip of `--seconds` (default: the recipe's segment length) and divided by its
+length for the per-second figure; a model module's own `count_macs` is used
+when it has one (S4M: conv and dense layers), otherwise
+`s4jax.training.summary.trace_macs` (Dense/Conv, and LayerNorm at 5 per
+element, fvcore rules). FFTs and elementwise operations are not counted.
+Parameter and MAC counts do not depend on the weights.
+
+For spiking models the energy lines split the same work by what the hardware
+does, per second of audio: layers fed real values (the |STFT| encoder,
+LayerNorm, the decoder) cost full MACs (4.6 pJ each, 45 nm), layers fed
+spikes cost one accumulate (AC, 0.9 pJ) per spike and synapse, i.e. their
+MACs times the measured firing rate. The N-DNS power proxy counts synaptic
+and neuron operations per second. Firing rates, and so the energy and the
+proxy, come from running the model on `--energy_seconds` of a built-in
+synthetic example and depend on the weights: pass `--workdir` for a trained
+run's figures; without it they describe freshly initialised (untrained)
+parameters, and the output says so.
+
 `--json` prints one JSON object instead of tables.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
+import textwrap
 from typing import Any
 
 import numpy as np
@@ -27,18 +41,33 @@ from ml_collections import config_flags
 from s4jax.training import runtime
 
 _CONFIG = config_flags.DEFINE_config_file(
-  'config', None, 'Recipe file (configs/<name>.py[:arg]).', lock_config=True
+  'config',
+  None,
+  'Required. Recipe file, configs/<name>.py[:arg]; change its fields with '
+  '--config.a.b=value.',
+  lock_config=True,
 )
 _SECONDS = flags.DEFINE_float(
-  'seconds', 0.0, 'Clip length for MACs (0: the recipe segment, else 1 s).'
+  'seconds',
+  0.0,
+  'Clip length in seconds for the per-clip MAC counts (0: the recipe '
+  'segment length, else 1 s).',
 )
-_DEPTH = flags.DEFINE_integer('depth', 1, 'Module depth of the table.')
-_JSON = flags.DEFINE_bool('json', False, 'Print one JSON object.')
+_DEPTH = flags.DEFINE_integer(
+  'depth', 1, 'Module-path depth of the parameter table (1: top level).'
+)
+_JSON = flags.DEFINE_bool('json', False, 'Print one JSON object, no tables.')
 _WORKDIR = flags.DEFINE_string(
-  'workdir', None, 'Optional run whose parameters set the firing rates.'
+  'workdir',
+  None,
+  'Training run whose latest parameters are measured (firing rates and '
+  'energy); default: freshly initialised, untrained parameters.',
 )
 _ENERGY_SECONDS = flags.DEFINE_float(
-  'energy_seconds', 4.0, 'Audio used to measure firing rates (s).'
+  'energy_seconds',
+  4.0,
+  'Seconds of built-in synthetic audio run through the model to measure '
+  'firing rates (spiking models).',
 )
 flags.mark_flags_as_required(['config'])
 
@@ -68,8 +97,13 @@ def _macs(task, model_config, params, seconds: float) -> dict[str, Any]:
   }
 
 
-def _energy(config, task, params) -> dict[str, Any] | None:
-  """45 nm energy and N-DNS proxy of Spiking-S4 from measured rates."""
+def _energy(config, task, params, seconds: float) -> dict[str, Any] | None:
+  """45 nm energy and N-DNS proxy of Spiking-S4 from measured rates.
+
+  Operation counts are per second of audio, from a clip of `seconds` (the
+  one the MAC table uses), so `mac_ops + spike_driven_macs` equals the
+  table's MACs per second.
+  """
   if config.model.name != 'spiking_s4':
     return None
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -78,11 +112,10 @@ def _energy(config, task, params) -> dict[str, Any] | None:
   from s4jax.models import energy  # pylint: disable=g-import-not-at-top
   from s4jax.training import tasks  # pylint: disable=g-import-not-at-top
 
-  seconds = _ENERGY_SECONDS.value
   spec = synthetic.SyntheticSpec(
     split='validation',
-    total_seconds=seconds,
-    clip_seconds=seconds,
+    total_seconds=_ENERGY_SECONDS.value,
+    clip_seconds=_ENERGY_SECONDS.value,
     sample_rate=task.sample_rate,
     seed=int(config.seed),
   )
@@ -91,30 +124,59 @@ def _energy(config, task, params) -> dict[str, Any] | None:
   rates = energy.as_float_rates(out['firing_rates'])
   model_config = tasks.model_config_for(config)
   report = energy.report(
-    model_config, rates, seconds=1.0, sample_rate=task.sample_rate
+    model_config, rates, seconds=seconds, sample_rate=task.sample_rate
   )
+  spiking = bool(report['spiking'])
+  ops = energy.layer_ops(model_config)
   keep = (
-    'spiking',
-    'mac_ops',
-    'ac_ops',
     'energy_per_second_j',
     'ops_per_second',
     'synops_per_step',
     'neuronops_per_step',
     'firing_rates',
   )
-  return {k: report[k] for k in keep}
+  return {
+    'spiking': spiking,
+    # Per second of audio (the keys predate the unit-explicit ones below).
+    'mac_ops': report['mac_ops'] / seconds,
+    'ac_ops': report['ac_ops'] / seconds,
+    **{k: report[k] for k in keep},
+    'spike_driven_macs': (report['macs_per_clip'] - report['mac_ops'])
+    / seconds,
+    'mac_layers': [o.name for o in ops if not spiking or o.rate_key is None],
+    'ac_layers': [o.name for o in ops if spiking and o.rate_key is not None],
+    'energy_seconds': _ENERGY_SECONDS.value,
+    'units': {
+      'mac_ops': 'MACs per second of audio, layers fed real values (4.6 pJ)',
+      'ac_ops': 'accumulates per second of audio, layers fed spikes '
+      '(0.9 pJ): their MACs times the firing rate',
+      'spike_driven_macs': 'MACs per second of audio of the layers fed '
+      'spikes, before the firing rate',
+      'energy_per_second_j': 'joules per second of audio (watts)',
+      'ops_per_second': 'N-DNS proxy (SynOPS + 10 NeuronOPS) per second',
+    },
+  }
 
 
-def _params(config, task):
+def _params(config, task) -> tuple[Any, int | None]:
+  """`(params, checkpoint step)`: `--workdir`'s, else initial (step None)."""
   import jax  # pylint: disable=g-import-not-at-top
 
   from s4jax.training import inference, tasks  # pylint: disable=g-import-not-at-top
 
   if _WORKDIR.value:
-    return inference.load(_WORKDIR.value).params
+    run = inference.load(_WORKDIR.value)
+    return run.params, int(run.step)
   samples = tasks.init_samples(config)
-  return jax.jit(lambda: task.init(jax.random.key(config.seed), samples))()
+  params = jax.jit(lambda: task.init(jax.random.key(config.seed), samples))()
+  return params, None
+
+
+_MACS_COUNTED = {
+  's4jax.training.summary.trace_macs': (
+    'Dense/Conv layers, and LayerNorm at 5 per element (fvcore rules)'
+  ),
+}
 
 
 def build_summary(config) -> dict[str, Any]:
@@ -122,11 +184,14 @@ def build_summary(config) -> dict[str, Any]:
   from s4jax.training import summary, tasks  # pylint: disable=g-import-not-at-top
 
   task = tasks.create_task(config)
-  params = _params(config, task)
+  params, step = _params(config, task)
   seconds = _SECONDS.value or config.data.segment_seconds or 1.0
   macs = _macs(task, tasks.model_config_for(config), params, seconds)
   out = {
     'model': config.model.name,
+    'weights': 'trained' if step is not None else 'initial',
+    'workdir': _WORKDIR.value or None,
+    'step': step,
     'params': summary.count_params(params),
     'params_per_module': summary.params_by_module(params, _DEPTH.value),
     'sample_rate': task.sample_rate,
@@ -135,8 +200,11 @@ def build_summary(config) -> dict[str, Any]:
     'macs_per_second': macs['total'] / seconds,
     'macs_per_module': macs['per_module'],
     'macs_source': macs['source'],
+    'macs_counted': _MACS_COUNTED.get(
+      macs['source'], "conv and dense layers (the model module's own count)"
+    ),
   }
-  energy = _energy(config, task, params)
+  energy = _energy(config, task, params, seconds)
   if energy is not None:
     out['energy'] = energy
   return out
@@ -149,6 +217,25 @@ def _table(rows: list[tuple[str, str]], header: tuple[str, str]) -> str:
   return '\n'.join(lines)
 
 
+def _mega(x: float) -> str:
+  return f'{x / 1e6:.3g} M'
+
+
+def _layers(names: list[str]) -> str:
+  """'encoder, layer*/norm, decoder' for per-layer names, in order."""
+  return ', '.join(
+    dict.fromkeys(re.sub(r'^layer\d+', 'layer*', n) for n in names)
+  )
+
+
+def _say(text: str, indent: str = '') -> None:
+  """Prints `text` wrapped at 79 columns (continuations indented further)."""
+  hanging = indent + '    ' if indent else ''
+  print(
+    textwrap.fill(text, 79, initial_indent=indent, subsequent_indent=hanging)
+  )
+
+
 def print_tables(s: dict[str, Any]) -> None:
   """Prints the parameter and MAC tables and the energy lines."""
   total = s['params']
@@ -159,22 +246,63 @@ def print_tables(s: dict[str, Any]) -> None:
   print(_table(rows + [('total', f'{total:,}')], ('module', 'parameters')))
   print()
   rows = [(k, f'{v:,}') for k, v in s['macs_per_module'].items()]
-  print(_table(rows, ('module', f'MACs / {s["seconds"]:g} s')))
-  print(
-    f'\nMACs per clip of {s["seconds"]:g} s: {s["macs_per_clip"]:,} '
-    f'({s["macs_per_clip"] / 1e9:.3f} G); per second of audio: '
-    f'{s["macs_per_second"] / 1e9:.4f} G  [{s["macs_source"]}]'
+  clip = f'{s["seconds"]:g} s'
+  print(_table(rows, ('module', f'MACs per {clip} clip')))
+  print()
+  _say(
+    f'MACs (multiply-accumulates) counted from shapes: {s["macs_counted"]}; '
+    f'FFTs and elementwise operations not counted [{s["macs_source"]}].'
   )
-  if 'energy' in s:
-    e = s['energy']
-    print(
-      f'\nEnergy (45 nm, per second of audio): '
-      f'{e["energy_per_second_j"] * 1e6:.2f} uJ '
-      f'({e["mac_ops"] / 1e6:.1f} M MACs + {e["ac_ops"] / 1e6:.1f} M ACs);'
-      f' N-DNS power proxy {e["ops_per_second"] / 1e6:.2f} M ops/s'
+  print(
+    f'  per clip of {clip}:  {s["macs_per_clip"]:,} '
+    f'({s["macs_per_clip"] / 1e9:.3f} G)\n'
+    f'  per second of audio: {_mega(s["macs_per_second"])} '
+    f'({s["macs_per_second"] / 1e9:.4f} G)'
+  )
+  if 'energy' not in s:
+    return
+  e = s['energy']
+  if s['weights'] == 'initial':
+    weights = 'freshly initialised, UNTRAINED parameters (no --workdir)'
+  else:
+    weights = f'the trained parameters of {s["workdir"]} (step {s["step"]})'
+  print()
+  _say(
+    'Energy (45 nm) and power per second of audio, from firing rates '
+    f'measured on {e["energy_seconds"]:g} s of built-in synthetic audio with '
+    f'{weights}:'
+  )
+  if e['spiking']:
+    _say(
+      f'{_mega(e["mac_ops"])} MACs x 4.6 pJ (layers fed real values: '
+      f'{_layers(e["mac_layers"])})',
+      '  ',
     )
-    rates = ', '.join(f'{k} {v:.3f}' for k, v in e['firing_rates'].items())
-    print(f'Firing rates: {rates}')
+    _say(
+      f'+ {_mega(e["ac_ops"])} ACs x 0.9 pJ (layers fed spikes: '
+      f'{_layers(e["ac_layers"])}; their {_mega(e["spike_driven_macs"])} '
+      'MACs x the firing rate)',
+      '  ',
+    )
+  else:
+    _say(
+      f'{_mega(e["mac_ops"])} MACs x 4.6 pJ (non-spiking: every layer)', '  '
+    )
+  uj = e['energy_per_second_j'] * 1e6
+  print(f'  = {uj:.2f} uJ per second of audio ({uj:.2f} uW in real time)')
+  _say(
+    f'N-DNS power proxy: {e["ops_per_second"] / 1e6:.2f} M ops/s '
+    '((SynOPS + 10 NeuronOPS) per second)'
+  )
+  rates = ', '.join(f'{k} {v:.3f}' for k, v in e['firing_rates'].items())
+  _say(f'Firing rates: {rates}')
+  if s['weights'] == 'initial':
+    print()
+    _say(
+      'Note: the firing rates, energy and power above describe an UNTRAINED '
+      'model and change with training; pass --workdir=<run> for a trained '
+      'one. Parameter and MAC counts do not depend on the weights.'
+    )
 
 
 def main(argv):

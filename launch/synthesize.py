@@ -17,24 +17,30 @@ N-DNS layout, so it trains with `config.data.name = 'ndns'` and
 Train, validation and test never share a speech file (nor a noise file when
 there are at least as many noise files as sets).
 
-  python -m launch.synthesize --clean_dir speech/ --noise_dir noise/ \
-      --output_dir data/my_dns --hours 2 --validation_hours 0.2
+  python -m launch.synthesize --clean_dir=speech/ --noise_dir=noise/ \
+      --output_dir=data/my_dns --hours=2 --validation_hours=0.2
+
+Ranges are `low,high` (`--snr_range=-5,20`); `--noise_dir` may be repeated.
+From Python, `main(['--clean_dir=...', ...])` runs the tool in-process and
+returns its exit status.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import json
 import os
 import re
 import sys
+import types
 import warnings
 
 import numpy as np
+from absl import app, flags
 
 from data_pipelines import audio_io, mixing
+from s4jax.training import runtime
 
 SETS = (
   ('train', 'training_set', 'hours'),
@@ -45,60 +51,208 @@ _SPLIT_CODES = {'train': 1, 'validation': 2, 'test': 3}
 _MAX_SKIPS = 200
 
 
-def _range(text: str) -> tuple[float, float]:
-  try:
-    lo, hi = (float(v) for v in text.split(','))
-  except ValueError as e:
-    raise argparse.ArgumentTypeError(
-      f'expected "low,high", got {text!r}'
-    ) from e
-  if lo > hi:
-    raise argparse.ArgumentTypeError(f'low > high in {text!r}')
-  return lo, hi
+class _RangeParser(flags.ArgumentParser):
+  """Parses `low,high` into a `(low, high)` tuple of floats."""
+
+  syntax = 'low,high'
+
+  def parse(self, argument):
+    if isinstance(argument, (tuple, list)):
+      values = argument
+    else:
+      values = str(argument).split(',')
+    try:
+      lo, hi = (float(v) for v in values)
+    except ValueError as e:
+      raise ValueError(f'expected "low,high", got {argument!r}') from e
+    if lo > hi:
+      raise ValueError(f'low > high in {argument!r}')
+    return lo, hi
+
+  def flag_type(self):
+    return 'range'
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-  """Command-line arguments (see the module docstring)."""
-  p = argparse.ArgumentParser(
-    description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+def _define_range(name, default, help_text, flag_values):
+  flags.DEFINE(
+    _RangeParser(),
+    name,
+    default,
+    help_text,
+    flag_values=flag_values,
+    serializer=flags.CsvListSerializer(','),
   )
-  # fmt: off
-  add = p.add_argument
-  add('--clean_dir', required=True, help='folder of speech files')
-  add('--noise_dir', required=True, action='append',
-      help='folder of noise files (repeat for several)')
-  add('--output_dir', required=True)
-  add('--hours', type=float, default=1.0, help='training audio')
-  add('--validation_hours', type=float, default=0.1)
-  add('--test_hours', type=float, default=0.0)
-  add('--clip_seconds', type=float, default=30.0)
-  add('--sample_rate', type=int, default=16000)
-  add('--snr_range', type=_range, default=(-5.0, 20.0),
-      help='dB; write --snr_range=low,high ("=" for negatives)')
-  add('--target_level_range', type=_range, default=(-35.0, -15.0),
-      help='noisy RMS level, dBFS; --target_level_range=low,high')
-  add('--continuous', action='store_true',
-      help='draw real-valued SNRs and levels (default: whole dB, as the '
-      'DNS synthesizer)')
-  add('--silence_seconds', type=float, default=0.2,
-      help='silence between concatenated speech files')
-  add('--activity_threshold', type=float, default=0.6,
-      help='skip speech files less active than this')
-  add('--noise_activity_threshold', type=float, default=0.0)
-  add('--validation_fraction', type=float, default=0.1,
-      help='share of speech/noise files held out per extra set')
-  add('--seed', type=int, default=0)
-  add('--overwrite', action='store_true',
-      help='replace existing sets in output_dir')
-  # fmt: on
-  args = p.parse_args(argv)
-  if args.clip_seconds <= 0 or args.sample_rate < 8000:
-    p.error('--clip_seconds must be > 0 and --sample_rate >= 8000.')
-  if args.target_level_range[1] > 0:
-    p.error('--target_level_range must be <= 0 dBFS.')
-  if not 0 < args.validation_fraction < 0.5:
-    p.error('--validation_fraction must be in (0, 0.5).')
-  return args
+
+
+# The flags `define_flags` defines. They are not defined at import, so this
+# module imports next to tools whose flags share names (e.g. --output_dir).
+FLAG_NAMES = (
+  'clean_dir',
+  'noise_dir',
+  'output_dir',
+  'hours',
+  'validation_hours',
+  'test_hours',
+  'clip_seconds',
+  'sample_rate',
+  'snr_range',
+  'target_level_range',
+  'continuous',
+  'silence_seconds',
+  'activity_threshold',
+  'noise_activity_threshold',
+  'validation_fraction',
+  'seed',
+  'overwrite',
+)
+
+
+def define_flags(flag_values: flags.FlagValues) -> None:
+  """Defines the command-line flags (see the module docstring) on `flag_values`.
+
+  The command line defines them on the global `flags.FLAGS`; `main` on a
+  private `FlagValues`, so the tool can run in-process next to other tools.
+  """
+  fv = {'flag_values': flag_values}
+  flags.DEFINE_string(
+    'clean_dir',
+    None,
+    'Required. Folder of speech files (searched recursively).',
+    **fv,
+  )
+  flags.DEFINE_multi_string(
+    'noise_dir',
+    None,
+    'Required. Folder of noise files',
+    **fv,
+  )
+  flags.DEFINE_string(
+    'output_dir', None, 'Required. Where the N-DNS layout is written.', **fv
+  )
+  flags.DEFINE_float(
+    'hours', 1.0, 'Hours of training audio (> 0).', lower_bound=0, **fv
+  )
+  flags.DEFINE_float(
+    'validation_hours',
+    0.1,
+    'Hours of validation audio (0: no validation set).',
+    lower_bound=0,
+    **fv,
+  )
+  flags.DEFINE_float(
+    'test_hours',
+    0.0,
+    'Hours of test audio (0: no test set).',
+    lower_bound=0,
+    **fv,
+  )
+  flags.DEFINE_float(
+    'clip_seconds', 30.0, 'Length of each clip (s, > 0).', **fv
+  )
+  flags.DEFINE_integer(
+    'sample_rate',
+    16000,
+    'Sample rate of the output (Hz, >= 8000); inputs are resampled.',
+    lower_bound=8000,
+    **fv,
+  )
+  _define_range(
+    'snr_range',
+    (-5.0, 20.0),
+    'Speech-to-noise ratio range in dB, low,high (e.g. --snr_range=-5,20).',
+    flag_values,
+  )
+  _define_range(
+    'target_level_range',
+    (-35.0, -15.0),
+    'RMS level range of the noisy mixture in dBFS, low,high (<= 0).',
+    flag_values,
+  )
+  flags.DEFINE_bool(
+    'continuous',
+    False,
+    'Draw real-valued SNRs and levels (default: whole dB, as the DNS '
+    'synthesizer).',
+    **fv,
+  )
+  flags.DEFINE_float(
+    'silence_seconds',
+    0.2,
+    'Silence between concatenated speech files (s).',
+    lower_bound=0,
+    **fv,
+  )
+  flags.DEFINE_float(
+    'activity_threshold',
+    0.6,
+    'Skip speech files whose activity (fraction of active 50 ms frames) '
+    'is below this.',
+    **fv,
+  )
+  flags.DEFINE_float(
+    'noise_activity_threshold',
+    0.0,
+    'Skip noise excerpts whose activity is below this.',
+    **fv,
+  )
+  flags.DEFINE_float(
+    'validation_fraction',
+    0.1,
+    'Share of the speech/noise files held out for each extra set '
+    '(validation, test), in (0, 0.5).',
+    **fv,
+  )
+  flags.DEFINE_integer('seed', 0, 'Random seed (same seed, same output).', **fv)
+  flags.DEFINE_bool(
+    'overwrite', False, 'Replace existing sets in --output_dir.', **fv
+  )
+  flags.mark_flags_as_required(
+    ['clean_dir', 'noise_dir', 'output_dir'], flag_values=flag_values
+  )
+  checks = (
+    ('clip_seconds', lambda v: v > 0, '--clip_seconds must be > 0.'),
+    (
+      'target_level_range',
+      lambda v: v[1] <= 0,
+      '--target_level_range must be <= 0 dBFS.',
+    ),
+    (
+      'validation_fraction',
+      lambda v: 0 < v < 0.5,
+      '--validation_fraction must be in (0, 0.5).',
+    ),
+  )
+  for name, check, message in checks:
+    flags.register_validator(name, check, message, flag_values=flag_values)
+
+
+def parse_args(argv: list[str] | None = None) -> types.SimpleNamespace:
+  """Parses `argv` (flags, no program name) into a namespace of the flags.
+
+  Raises:
+    SystemExit: with a one-line message on a bad command line.
+  """
+  argv = sys.argv[1:] if argv is None else list(argv)
+  flag_values = flags.FlagValues()
+  define_flags(flag_values)
+  try:
+    rest = flag_values(['synthesize.py', *argv])
+  except flags.Error as e:
+    raise SystemExit(runtime.flag_error_message(e)) from None
+  if len(rest) > 1:
+    raise SystemExit(_unexpected(rest[1:]))
+  return _namespace(flag_values)
+
+
+def _namespace(flag_values: flags.FlagValues) -> types.SimpleNamespace:
+  return types.SimpleNamespace(**{n: flag_values[n].value for n in FLAG_NAMES})
+
+
+def _unexpected(args: list[str]) -> str:
+  return (
+    f'error: unexpected arguments {args}; synthesize.py takes only flags. '
+    'Pass --help to see the flags.'
+  )
 
 
 def _rank(path: str, root: str, seed: int) -> str:
@@ -288,8 +442,25 @@ def synthesize_set(args, name, folder, clean_files, noise_files, log):
 
 
 def main(argv: list[str] | None = None) -> int:
-  """Runs the synthesizer; returns the process exit code."""
-  args = parse_args(argv)
+  """Runs the synthesizer in-process on `argv` (flags, no program name).
+
+  Returns:
+    The exit status (0).
+
+  Raises:
+    SystemExit: with a message, on bad flags or inputs.
+  """
+  argv = sys.argv[1:] if argv is None else list(argv)
+  if runtime.help_requested(['synthesize.py', *argv]):
+    flag_values = flags.FlagValues()
+    define_flags(flag_values)
+    print(f'{__doc__}\nflags:\n\n{flag_values.get_help()}')
+    return 0
+  return synthesize(parse_args(argv))
+
+
+def synthesize(args) -> int:
+  """Writes the sets described by `args` (the flags, as attributes)."""
   clean_files = audio_io.list_audio_files(args.clean_dir)
   noise_files = []
   for d in args.noise_dir:
@@ -353,5 +524,13 @@ def main(argv: list[str] | None = None) -> int:
   return 0
 
 
+def _app_main(argv: list[str]) -> None:
+  """`app.run` entry: the flags are parsed into `flags.FLAGS`."""
+  if len(argv) > 1:
+    sys.exit(_unexpected(argv[1:]))
+  sys.exit(synthesize(_namespace(flags.FLAGS)))
+
+
 if __name__ == '__main__':
-  sys.exit(main())
+  define_flags(flags.FLAGS)
+  app.run(_app_main, flags_parser=runtime.parse_flags)

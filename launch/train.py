@@ -23,10 +23,17 @@ from ml_collections import config_flags
 from s4jax.training import runtime
 
 _CONFIG = config_flags.DEFINE_config_file(
-  'config', None, 'Recipe file (configs/<name>.py[:arg]).', lock_config=True
+  'config',
+  None,
+  'Required. Recipe file, configs/<name>.py[:arg]; change its fields with '
+  '--config.a.b=value.',
+  lock_config=True,
 )
 _WORKDIR = flags.DEFINE_string(
-  'workdir', None, 'Directory for checkpoints, logs and reports.'
+  'workdir',
+  None,
+  'Required. Directory for checkpoints, logs and reports (created if '
+  'missing; rerunning resumes from its latest checkpoint).',
 )
 _PIPELINE = flags.DEFINE_string(
   'input_pipeline',

@@ -13,9 +13,9 @@ import logging as py_logging
 import os
 import sys
 import types
+from collections.abc import Sequence
 from typing import Any
 
-import jax
 from absl import logging
 
 # Environment variables that mean "this job has several processes".
@@ -46,6 +46,8 @@ def initialize_distributed(mode: str = 'auto') -> None:
     raise ValueError(f'--multihost must be auto, true or false, not {mode!r}.')
   if mode == 'false' or (mode == 'auto' and not looks_multi_process()):
     return
+  import jax  # pylint: disable=g-import-not-at-top
+
   coordinator = os.environ.get('JAX_COORDINATOR_ADDRESS') or None
   jax.distributed.initialize(coordinator_address=coordinator)
   logging.info(
@@ -101,14 +103,49 @@ def quiet_library_logs() -> None:
     handler.addFilter(_QuietLibraries())
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-  """`app.run` flags parser that turns config-override errors into messages.
+# Arguments that ask for the usage text: the tool's own flags, or all flags.
+SHORT_HELP_ARGS = ('-h', '-?', '-help', '--help', '-helpshort', '--helpshort')
+FULL_HELP_ARGS = ('-helpfull', '--helpfull')
 
-  ml-collections raises a bare `AttributeError`/`KeyError` for an unknown
-  `--config.a.b` key; this names the flag instead of printing a traceback.
+
+def help_requested(argv: Sequence[str]) -> str | None:
+  """'short' or 'full' when `argv[1:]` asks for help (before `--`), else None."""
+  for arg in argv[1:]:
+    if arg == '--':
+      break
+    if arg in FULL_HELP_ARGS:
+      return 'full'
+    if arg in SHORT_HELP_ARGS:
+      return 'short'
+  return None
+
+
+def parse_flags(argv: list[str], *, error_status: int = 1) -> list[str]:
+  """`app.run` flags parser shared by the `launch/` tools.
+
+  * `--help`, `-h`, `--helpshort` print the tool's usage (module docstring
+    and its own flags) and `--helpfull` that and every other flag, to stdout,
+    and exit 0.
+  * A bad flag exits `error_status` with one `error:` line (no traceback).
+  * ml-collections raises a bare `AttributeError`/`KeyError` for an unknown
+    `--config.a.b` key; this names the flag instead.
+
+  Args:
+    argv: the command line, program name first.
+    error_status: exit status of a bad command line.
+
+  Returns:
+    The positional arguments, program name first.
   """
-  from absl import flags  # pylint: disable=g-import-not-at-top
+  from absl import app, flags  # pylint: disable=g-import-not-at-top
 
+  kind = help_requested(argv)
+  if kind is not None:
+    app.usage(shorthelp=kind == 'short', writeto_stdout=True)
+    if kind == 'short':
+      print('\nTry --helpfull to get a list of all flags.')
+    sys.stdout.flush()
+    sys.exit(0)
   try:
     return flags.FLAGS(argv)
   except (AttributeError, KeyError) as e:
@@ -120,14 +157,26 @@ def parse_flags(argv: list[str]) -> list[str]:
     hint = ' '.join(text.splitlines()[1:])
     culprits = [a for a in argv[1:] if a.startswith('--config.') and key in a]
     where = f' in {culprits[0]}' if culprits else ''
-    sys.exit(
+    _exit(
       f'error: unknown config key {key!r}{where}. Overrides must name an '
-      f'existing field of the recipe (see configs/base.py). {hint}'.strip()
+      f'existing field of the recipe (see configs/base.py). {hint}'.strip(),
+      error_status,
     )
   except flags.Error as e:
-    sys.exit(
-      f'error: {_without_traceback(str(e))}\nPass --help to see the flags.'
-    )
+    _exit(flag_error_message(e), error_status)
+
+
+def flag_error_message(error: Exception) -> str:
+  """The one-line message (plus a hint) of a bad command-line flag."""
+  return (
+    f'error: {_without_traceback(str(error))}\nPass --help to see the flags.'
+  )
+
+
+def _exit(message: str, status: int) -> None:
+  sys.stdout.flush()
+  print(message, file=sys.stderr, flush=True)
+  sys.exit(status)
 
 
 def _without_traceback(text: str) -> str:

@@ -180,3 +180,43 @@ def test_no_noise_files_is_an_error(inputs, tmp_path):
         str(tmp_path / 'o'),
       ]
     )
+
+
+def test_flag_forms_ranges_and_errors(inputs, tmp_path, capsys):
+  args = synthesize.parse_args(
+    [
+      f'--clean_dir={inputs / "speech"}',
+      '--noise_dir',
+      str(inputs / 'noise'),
+      '--noise_dir=more_noise',
+      '--output_dir',
+      str(tmp_path),
+      '--snr_range=-5,20',
+      '--target_level_range',
+      '-30,-20',
+    ]
+  )
+  assert args.noise_dir == [str(inputs / 'noise'), 'more_noise']
+  assert args.snr_range == (-5.0, 20.0)
+  assert args.target_level_range == (-30.0, -20.0)
+  assert args.hours == 1.0 and args.sample_rate == 16000
+  required = ['--clean_dir=a', '--noise_dir=b', '--output_dir=c']
+  for extra, message in [
+    ([], None),
+    (['--snr_range=20,-5'], 'error: flag --snr_range=20,-5: low > high'),
+    (['--snr_range=5'], 'expected "low,high"'),
+    (['--target_level_range=-10,3'], 'must be <= 0 dBFS'),
+    (['--validation_fraction=0.7'], 'must be in (0, 0.5)'),
+    (['--clip_seconds=0'], '--clip_seconds must be > 0'),
+    (['--sample_rate=4000'], 'flag --sample_rate=4000'),
+    (['stray.wav'], "unexpected arguments ['stray.wav']"),
+  ]:
+    argv = (required if message else required[1:]) + extra
+    with pytest.raises(SystemExit) as e:
+      synthesize.parse_args(argv)
+    text = str(e.value.code)
+    want = message or 'Flag --clean_dir must have a value'
+    assert want in text and 'Pass --help' in text, (argv, text)
+  assert synthesize.main(['--help']) == 0
+  out = capsys.readouterr().out
+  assert '--clean_dir: Required.' in out and '--snr_range' in out, out

@@ -1,6 +1,7 @@
 """launch/demo.py --smoke: the README's main job end to end, in small."""
 
 import os
+import shlex
 
 import pytest
 
@@ -13,7 +14,30 @@ def test_demo_smoke_trains_evaluates_and_enhances(tmp_path, monkeypatch):
   workdir = tmp_path / 'demo'
   result = cli.run('demo.py', '--smoke', f'--workdir={workdir}', timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
-  assert 'Example ' in result.stdout and 'SI-SNR' in result.stdout
+  out = result.stdout
   assert (workdir / 'eval' / 'validation_step_2.md').exists()
-  enhanced = workdir / 'example' / 'enhanced' / 'noisy.wav'
-  assert enhanced.exists() and os.path.getsize(enhanced) > 0
+  # The printed commands paste into a shell: each splits back into the
+  # arguments the demo ran (the metrics tuple stays one argument).
+  lines = out.splitlines()
+  commands = [
+    shlex.split(lines[i + 1])
+    for i, line in enumerate(lines)
+    if line.startswith('=== ')
+  ]
+  scripts = [os.path.basename(c[1]) for c in commands]
+  assert scripts == ['train.py', 'evaluate.py', 'enhance.py'], commands
+  evaluate = commands[1]
+  assert '--config.eval.metrics=("si_snr","si_snri")' in evaluate, evaluate
+  moves = [shlex.split(line) for line in lines if line.startswith('mv ')]
+  assert moves and moves[0][2] == str(workdir / 'example' / 'enhanced.wav')
+  # The evaluation table has the noisy-input baseline next to the output.
+  assert '| metric | noisy input | enhanced | change |' in out, out
+  assert '| SI-SNR (dB) |' in out and '| SI-SNRi (dB) | - |' in out, out
+  assert (workdir / 'eval' / 'noisy_vs_enhanced_validation_step_2.md').exists()
+  # The example folder says which file is which.
+  example = workdir / 'example'
+  for name in ('noisy.wav', 'clean.wav', 'enhanced.wav'):
+    assert os.path.getsize(example / name) > 0, name
+  assert not (example / 'enhanced').exists()
+  assert not (example / 'enhance_output').exists()
+  assert 'SI-SNR of noisy.wav' in out and 'enhanced.wav' in out, out

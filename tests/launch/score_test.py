@@ -257,6 +257,28 @@ def test_bad_arguments(tmp_path, capsys):
   assert rc == 2 and '--reference is required' in err, err
 
 
+def test_flag_forms_and_flag_errors(tmp_path, capsys):
+  _ndns_folders(tmp_path, n=1, extra_estimate=False)
+  base = [f'--reference={tmp_path / "clean"}', f'--estimate={tmp_path / "enh"}']
+  # absl accepts --flag=value as well as --flag value; lists are a,b.
+  rc, out, err = _run(capsys, *base, '--metrics=si_snr,snr', '--json')
+  assert rc == 0, err
+  assert json.loads(out)['metrics'] == ['si_snr', 'snr']
+  rc, _, err = _run(capsys, *base, '--num_workers=-1')
+  assert rc == 2 and 'error: flag --num_workers=-1' in err, err
+  rc, _, err = _run(capsys, *base, '--match=nearest')
+  assert rc == 2 and 'error: flag --match=nearest' in err, err
+  rc, _, err = _run(capsys, *base, '--no_such_flag')
+  assert rc == 2 and "Unknown command line flag 'no_such_flag'" in err, err
+  rc, _, err = _run(capsys, *base, 'stray.wav')
+  assert rc == 2 and "unexpected arguments ['stray.wav']" in err, err
+  rc, _, err = _run(capsys, '--metrics=si_snr')
+  assert rc == 2 and 'Flag --estimate must have a value' in err, err
+  assert 'Traceback' not in err
+  rc, out, _ = _run(capsys, '--help')
+  assert rc == 0 and '--estimate: Required.' in out, out
+
+
 def test_ambiguous_fileid_refused(tmp_path, capsys):
   x = _signal(0)
   _write(f'{tmp_path}/ref/a_fileid_1.wav', x)
@@ -283,6 +305,18 @@ def test_cli_subprocess_help_and_run(tmp_path):
   )
   assert out.returncode == 0 and '--reference' in out.stdout, out.stderr
   assert 'pesq_wb' in out.stdout, out.stdout
+  bad = subprocess.run(
+    [sys.executable, script, '--estimate', str(tmp_path), '--num_workers=x'],
+    capture_output=True,
+    text=True,
+    check=False,
+  )
+  assert bad.returncode == 2, (bad.returncode, bad.stderr)
+  assert (
+    "error: flag --num_workers=x: invalid literal for int() with base 10: 'x'"
+    in bad.stderr
+  ), bad.stderr
+  assert 'Traceback' not in bad.stderr, bad.stderr
   _ndns_folders(tmp_path, n=1, extra_estimate=False)
   out = subprocess.run(
     [

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from tests.launch import cli
 
 
@@ -32,9 +34,38 @@ def test_spiking_model_reports_energy_and_tables():
     '--seconds=2',
   )
   assert result.returncode == 0, result.stderr[-3000:]
-  assert 'parameters' in result.stdout and 'total' in result.stdout
-  assert 'Energy (45 nm, per second of audio)' in result.stdout
-  assert 'Firing rates: encoder' in result.stdout
+  out = ' '.join(result.stdout.split())  # Lines are wrapped at 79 columns.
+  assert 'parameters' in out and 'total' in out, out
+  assert 'MACs per 2 s clip' in out and 'per second of audio:' in out, out
+  assert 'Energy (45 nm) and power per second of audio' in out, out
+  assert 'MACs x 4.6 pJ (layers fed real values' in out, out
+  assert 'ACs x 0.9 pJ (layers fed spikes' in out, out
+  assert 'Firing rates: encoder' in out, out
+  # No --workdir: the weight-dependent figures are flagged as untrained.
+  assert 'UNTRAINED parameters (no --workdir)' in out, out
+  assert 'describe an UNTRAINED model' in out, out
+
+
+def test_spiking_json_energy_adds_up_to_the_mac_count():
+  result = cli.run(
+    'summary.py',
+    '--config=configs/demo.py:smoke=True',
+    '--energy_seconds=0.5',
+    '--seconds=2',
+    '--json',
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  out = json.loads(result.stdout.strip().splitlines()[-1])
+  assert out['weights'] == 'initial' and out['step'] is None, out
+  e = out['energy']
+  # Layers fed real values cost MACs; the rest is spike-driven (ACs = their
+  # MACs x firing rate); both per second of audio, like macs_per_second.
+  assert e['mac_ops'] + e['spike_driven_macs'] == pytest.approx(
+    out['macs_per_second'], rel=1e-9
+  ), (e, out['macs_per_second'])
+  assert 0 <= e['ac_ops'] <= e['spike_driven_macs'], e
+  for key in ('energy_per_second_j', 'ops_per_second', 'firing_rates'):
+    assert key in e, key
 
 
 def test_summary_errors():
