@@ -184,24 +184,26 @@ class MLP(nn.Module):
     return nn.Dense(1)(x)
 
 
-def _fit(params, loss_fn, steps, lr):
-  opt = optax.adam(lr)
-  state = opt.init(params)
+def _fit(params, loss_fn, steps, learning_rate):
+  """Adam for `steps` steps inside one `lax.scan` (compiles once)."""
+  opt = optax.adam(learning_rate)
 
-  @jax.jit
-  def step(params, state):
-    loss, g = jax.value_and_grad(loss_fn)(params)
+  def step(carry, _):
+    params, state = carry
+    g = jax.grad(loss_fn)(params)
     updates, state = opt.update(g, state, params)
-    return optax.apply_updates(params, updates), state, loss
+    return (optax.apply_updates(params, updates), state), None
 
-  for _ in range(steps):
-    params, state, _ = step(params, state)
+  (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), length=steps)
   return params
 
 
-def test_quantisation_aware_fine_tuning_from_float_checkpoint():
-  """Float training, then QAT from its weights beats quantising them."""
-  key_x, key_t, key_p = jax.random.split(jax.random.key(0), 3)
+QAT_SEEDS = 8
+
+
+def _float_then_qat(seed, r):
+  """One seed's (float, PTQ, QAT) losses on a small regression problem."""
+  key_x, key_t, key_p = jax.random.split(jax.random.key(seed), 3)
   x = jax.random.normal(key_x, (256, 4))
   y = jnp.sin(x @ jax.random.normal(key_t, (4, 1)))
   model = MLP()
@@ -210,16 +212,40 @@ def test_quantisation_aware_fine_tuning_from_float_checkpoint():
     return jnp.mean((model.apply({'params': params}, x) - y) ** 2)
 
   float_ckpt = _fit(model.init(key_p, x)['params'], mse, 300, 1e-2)
-  r = rules.QuantRules(quant=seofp.QuantConfig(3, 'truncate'))
-  ptq = float(mse(rules.quantize_params(float_ckpt, r)))
+  # A decaying rate lets the straight-through updates settle on one side of
+  # each quantisation boundary instead of stopping mid-oscillation.
   qat = _fit(
-    float_ckpt, lambda p: mse(rules.fake_quant_params(p, r)), 300, 3e-3
+    float_ckpt,
+    lambda p: mse(rules.fake_quant_params(p, r)),
+    600,
+    optax.cosine_decay_schedule(3e-3, 600),
   )
-  qat_loss = float(mse(rules.quantize_params(qat, r)))
-  assert qat_loss < 0.75 * ptq, (
-    f'QAT should cut the post-training-quantisation loss by over 25%: '
-    f'PTQ {ptq:.4g}, QAT {qat_loss:.4g} (float {float(mse(float_ckpt)):.4g})'
+  losses = (
+    mse(float_ckpt),
+    mse(rules.quantize_params(float_ckpt, r)),
+    mse(rules.quantize_params(qat, r)),
+  )
+  return losses, qat['Dense_0']['kernel']
+
+
+def test_quantisation_aware_fine_tuning_from_float_checkpoint():
+  """Float training, then QAT from its weights beats quantising them.
+
+  Straight-through training is chaotic: one seed's outcome moves with the
+  last bit of the float checkpoint, so it differs between CPUs (AVX2 vs
+  AVX-512 code from XLA). The claim is therefore checked over 8 seeds at
+  once: the median QAT/PTQ loss ratio is 0.12-0.16 here, also with the float
+  checkpoints perturbed by 1e-6 and 1e-5 relative noise (single seeds range
+  0.05-0.78), against a bound of 0.5.
+  """
+  r = rules.QuantRules(quant=seofp.QuantConfig(3, 'truncate'))
+  run = jax.jit(jax.vmap(lambda seed: _float_then_qat(seed, r)))
+  (float_loss, ptq, qat), kernels = run(jnp.arange(QAT_SEEDS))
+  ratio = np.asarray(qat) / np.asarray(ptq)
+  assert np.median(ratio) < 0.5, (
+    f'QAT should at least halve the post-training-quantisation loss (median '
+    f'over {QAT_SEEDS} seeds): QAT/PTQ ratios {np.round(ratio, 3)}, PTQ '
+    f'{np.round(ptq, 4)}, float {np.round(float_loss, 4)}'
   )
   # The masters stay float: QAT updates did not snap them to the grid.
-  kernel = np.asarray(qat['Dense_0']['kernel'])
-  assert not np.all(np.asarray(seofp.is_seofp(kernel)))
+  assert not np.all(np.asarray(seofp.is_seofp(kernels)))

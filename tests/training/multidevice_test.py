@@ -37,7 +37,11 @@ print('RESULT', json.dumps({
 
 def _launch(workdir, devices, process_id=0, num_processes=1, port=0):
   env = dict(os.environ)
-  env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
+  # Keep inherited flags (e.g. --xla_cpu_max_isa=AVX2) for the subprocess.
+  env['XLA_FLAGS'] = (
+    f'{env.get("XLA_FLAGS", "")} '
+    f'--xla_force_host_platform_device_count={devices}'
+  ).strip()
   env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
   env['COORD'] = f'localhost:{port}'
   env['JAX_PLATFORMS'] = 'cpu'
