@@ -60,7 +60,14 @@ def initialize_distributed(mode: str = 'auto') -> None:
 
 
 def hide_accelerators_from_tensorflow() -> None:
-  """Keeps TensorFlow (used by the clu writers) off GPUs/TPUs."""
+  """Keeps TensorFlow (used by the clu writers) off GPUs/TPUs.
+
+  Also turns off TensorFlow's oneDNN CPU kernels and its INFO lines unless
+  the user set them: tf.data and the event writers do not need oneDNN, and
+  on CPUs without AVX-512 it logs an alarming-looking error at start-up.
+  """
+  os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
   try:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
   except ImportError:
@@ -78,9 +85,12 @@ def load_input_pipeline(name: str) -> types.ModuleType:
 
 
 class _QuietLibraries(py_logging.Filter):
-  """Drops INFO records from chatty libraries (Orbax, JAX internals)."""
+  """Drops INFO records from chatty libraries (Orbax, JAX internals, clu).
 
-  _PATHS = ('/orbax/', '/jax/_src/')
+  clu's work-unit notes repeat the trainer's own progress lines.
+  """
+
+  _PATHS = ('/orbax/', '/jax/_src/', '/clu/platform/')
 
   def filter(self, record: py_logging.LogRecord) -> bool:
     if not any(p in record.pathname for p in self._PATHS):

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -38,6 +40,7 @@ from jax.experimental import multihost_utils
 
 from s4jax.training import checkpoint as ckpt_lib
 from s4jax.training import errors, evaluation, optim
+from s4jax.training import progress as progress_lib
 from s4jax.training import sharding as sharding_lib
 from s4jax.training import state as state_lib
 from s4jax.training import steps as steps_lib
@@ -80,25 +83,51 @@ class TrainResult:
 
 
 class _PreemptionFlag:
-  """Sets itself on SIGTERM while active (main thread only)."""
+  """Turns SIGTERM / SIGINT into a checkpoint and a prompt exit.
+
+  While active (main thread only): a first signal with no completed step
+  since the last checkpoint (start-up, compilation, the first step) exits
+  at once, as there is nothing to save; otherwise the loop stops after the
+  step in flight and saves a checkpoint. A second signal exits at once
+  without saving.
+  """
+
+  _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
     self.requested = False
-    self._previous = None
+    self.unsaved_steps = 0
+    self.seconds_per_step = float('nan')
+    self._previous = {}
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
+      for sig in self._SIGNALS:
+        self._previous[sig] = signal.signal(sig, self._handle)
     return self
 
   def _handle(self, signum, frame):
-    del signum, frame
-    logging.warning('SIGTERM: saving a checkpoint and stopping.')
+    del frame
+    name = signal.Signals(signum).name
+    if self.requested or not self.unsaved_steps:
+      why = 'again' if self.requested else 'before any unsaved step'
+      logging.warning('%s %s: exiting now without saving.', name, why)
+      logging.flush()
+      os._exit(128 + signum)  # Skip waiting for computations in flight.
+    wait = ''
+    if np.isfinite(self.seconds_per_step):
+      wait = f' (about {progress_lib.format_duration(self.seconds_per_step)})'
+    logging.warning(
+      '%s: stopping after the step in flight%s and saving a checkpoint; send '
+      'it again to exit now without saving.',
+      name,
+      wait,
+    )
     self.requested = True
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for sig, previous in self._previous.items():
+      signal.signal(sig, previous)
 
   def should_stop(self, step: int) -> bool:
     if jax.process_count() > 1:
@@ -347,20 +376,28 @@ def _train(run: _Run) -> TrainResult:
     # plateau schedule sees the same evaluations as an uninterrupted run.
     state, _ = _evaluate(run, state, start, writer, result)
   train_iter = run.pipeline.create_train_iterator(config, start_step=start)
-  p_step, acc, pending = None, None, None
+  train_step, acc, pending = None, None, None
   limit = int(config.train.max_consecutive_skips)
+  progress = progress_lib.Progress(start, num_steps, config.train.log_every)
+  last_saved = start
+  progress.begin(time.monotonic())
   with metric_writers.ensure_flushes(writer), _PreemptionFlag() as flag:
     for step in range(start + 1, num_steps + 1):
       with jax.profiler.StepTraceAnnotation('train', step_num=step):
         batch = sharding_lib.to_global(next(train_iter), run.mesh)
-        if p_step is None:
-          p_step = run.compile_train_step(state, batch)
-        state, metrics, consecutive = p_step(state, batch)
+        if train_step is None:
+          train_step = run.compile_train_step(state, batch)
+        state, metrics, consecutive = train_step(state, batch)
       _check_skips(pending, step - 1, limit)
+      flag.unsaved_steps = step - 1 - last_saved
       pending = consecutive
       acc = metrics if acc is None else acc.merge(metrics)
       for hook in hooks:
         hook(step)
+      if progress.due(step, time.monotonic()):
+        loss = float(acc.compute()['loss'])  # Waits for this step.
+        flag.unsaved_steps = step - last_saved
+        _report_progress(progress, flag, step, loss)
       if _due(step, config.train.log_every, num_steps):
         _check_skips(pending, step, limit)
         scalars = {k: float(v) for k, v in acc.compute().items()}
@@ -383,14 +420,34 @@ def _train(run: _Run) -> TrainResult:
           metrics=eval_metrics,
           force=preempted,
         )
+        last_saved, flag.unsaved_steps = step, 0
       if preempted:
         _check_skips(pending, step, limit)
         logging.warning('Preempted at step %d; checkpoint saved.', step)
         result.preempted = True
         break
     _check_skips(pending, step, limit)
+  logging.info(
+    'Trained to step %d in %s; writing the last checkpoint and logs.',
+    step,
+    progress_lib.format_duration(time.monotonic() - progress.started_at),
+  )
   result.state = state
   return result
+
+
+def _report_progress(progress, flag, step: int, loss: float) -> None:
+  """Logs the progress line of `step` and, once, the run's cost estimate."""
+  now = time.monotonic()
+  progress.first_step_done(now)
+  flag.seconds_per_step = progress.seconds_per_step(step, now)
+  logging.info('%s', progress.line(step, loss, now))
+  estimate = progress.estimate(
+    step, now, jax.default_backend(), jax.device_count()
+  )
+  if estimate is not None:
+    message, too_long = estimate
+    (logging.warning if too_long else logging.info)('%s', message)
 
 
 def _evaluate(run: _Run, state, step, writer, result: TrainResult):

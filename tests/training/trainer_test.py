@@ -4,12 +4,15 @@ import glob
 import json
 import os
 import signal
+import subprocess
+import sys
 
 import jax
 import numpy as np
 import pytest
 
 from s4jax.training import checkpoint, testing, trainer
+from tests.launch import cli
 from tests.training import toy_config
 
 # After the deliberately failed restore of a corrupt checkpoint, a background
@@ -177,3 +180,77 @@ def test_separation_task_trains_and_evaluates(tmp_path):
   result = trainer.train_and_evaluate(config, str(tmp_path), testing)
   assert [e['step'] for e in result.evals] == [4]
   assert np.isfinite(result.evals[0]['si_sdri']), result.evals
+
+
+class _Exited(Exception):
+  pass
+
+
+def _fake_exit(code):
+  raise _Exited(code)
+
+
+def test_signal_with_nothing_unsaved_exits_at_once(monkeypatch):
+  monkeypatch.setattr(trainer.os, '_exit', _fake_exit)
+  flag = trainer._PreemptionFlag()
+  with pytest.raises(_Exited) as exited:
+    flag._handle(signal.SIGTERM, None)
+  assert exited.value.args == (128 + signal.SIGTERM,), exited.value.args
+
+
+def test_signal_with_unsaved_steps_saves_then_second_signal_exits(
+  monkeypatch,
+):
+  monkeypatch.setattr(trainer.os, '_exit', _fake_exit)
+  flag = trainer._PreemptionFlag()
+  flag.unsaved_steps = 3
+  flag._handle(signal.SIGINT, None)
+  assert flag.requested and flag.should_stop(4), 'first signal: stop and save'
+  with pytest.raises(_Exited) as exited:
+    flag._handle(signal.SIGINT, None)
+  assert exited.value.args == (128 + signal.SIGINT,), exited.value.args
+
+
+_SIGTERM_PIPELINE = """
+import os
+import signal
+
+from s4jax.training import testing
+
+create_eval_iterator = testing.create_eval_iterator
+
+
+def create_train_iterator(config, *, start_step=0, **kwargs):
+  it = testing.create_train_iterator(config, start_step=start_step, **kwargs)
+  for i, batch in enumerate(it):
+    if i == 0:
+      os.kill(os.getpid(), signal.SIGTERM)
+    yield batch
+"""
+
+
+def test_sigterm_before_the_first_step_exits_promptly(tmp_path):
+  (tmp_path / 'sigterm_pipeline.py').write_text(_SIGTERM_PIPELINE)
+  env = dict(os.environ, PYTHONPATH=f'{tmp_path}{os.pathsep}{cli.ROOT}')
+  env['JAX_PLATFORMS'] = 'cpu'
+  workdir = tmp_path / 'run'
+  result = subprocess.run(
+    [
+      sys.executable,
+      'launch/train.py',
+      '--config=tests/training/toy_config.py',
+      '--input_pipeline=sigterm_pipeline',
+      f'--workdir={workdir}',
+    ],
+    cwd=cli.ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert result.returncode == 128 + signal.SIGTERM, (
+    f'expected exit {128 + signal.SIGTERM}, got {result.returncode}:\n'
+    f'{result.stderr[-2000:]}'
+  )
+  assert 'exiting now without saving' in result.stderr, result.stderr[-2000:]
+  assert not list((workdir / 'checkpoints').glob('*')), 'nothing to save'
