@@ -547,6 +547,27 @@ def _check_flags() -> None:
     raise InputError('--chunk_seconds must be > 0, --context_seconds >= 0.')
 
 
+def check_output_dir(out_dir: str, paths: list[str]) -> None:
+  """Refuses an --output_dir that is a file or lies inside an input folder.
+
+  Results written inside an input folder would be taken as inputs by the
+  next run over that folder.
+  """
+  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+    raise InputError(f'--output_dir={out_dir} is a file; pass a folder.')
+  real_out = os.path.realpath(out_dir)
+  for path in paths:
+    if not os.path.isdir(path):
+      continue
+    real_in = os.path.realpath(path)
+    if os.path.commonpath([real_out, real_in]) == real_in:
+      raise InputError(
+        f'Refusing to write into the input folder {path} (--output_dir='
+        f'{out_dir}): a later run over it would take the results as inputs. '
+        'Choose an --output_dir outside every input folder.'
+      )
+
+
 def _load_model(task_name: str, streaming: bool):
   from s4jax.training import inference  # pylint: disable=g-import-not-at-top
 
@@ -615,6 +636,7 @@ def run(task_name: str, inputs: list[str], *, streaming: bool = False) -> None:
   when any input was refused or failed.
   """
   _check_flags()
+  check_output_dir(_OUTPUT_DIR.value, inputs)
   checked = check_inputs(inputs)  # Before loading a model or writing.
   if checked.refused:
     report_refused(checked, task_name, _STRICT.value)

@@ -279,11 +279,21 @@ def test_output_dir_that_would_overwrite_any_input_is_refused(runs, tmp_path):
   (tmp_path / 'a' / 'x.wav').write_text('not audio')
   sf.write(tmp_path / 'b' / 'x.wav', _tone(0.3, 16000)[:, 0], 16000)
   before = _hashes(tmp_path)
-  for inputs, out in (
-    ([tmp_path / 'a' / 'x.wav', tmp_path / 'b'], tmp_path / 'a'),
-    ([tmp_path / 'b'], tmp_path / 'b'),
+  for inputs, out, message in (
+    (
+      [tmp_path / 'a' / 'x.wav', tmp_path / 'b'],
+      tmp_path / 'a',
+      'Refusing to overwrite the input',
+    ),
+    ([tmp_path / 'b'], tmp_path / 'b', 'Refusing to write into the input'),
+    (
+      [tmp_path / 'b'],
+      tmp_path / 'b' / 'out',
+      'Refusing to write into the input folder',
+    ),
+    ([tmp_path / 'b'], tmp_path / 'a' / 'x.wav', 'is a file; pass a folder'),
   ):
-    with pytest.raises(ValueError, match='Refusing to overwrite the input'):
+    with pytest.raises(ValueError, match=message):
       _run_in_process(
         'enhancement',
         [f'--workdir={runs["enhancement"]}', *map(str, inputs)],
@@ -293,12 +303,13 @@ def test_output_dir_that_would_overwrite_any_input_is_refused(runs, tmp_path):
 
 
 def test_two_inputs_with_the_same_output_are_refused(runs, tmp_path):
+  (tmp_path / 'in').mkdir()
   for name in ('x.wav', 'x.ogg'):
-    sf.write(tmp_path / name, _tone(0.3, 16000)[:, 0], 16000)
+    sf.write(tmp_path / 'in' / name, _tone(0.3, 16000)[:, 0], 16000)
   with pytest.raises(ValueError, match='would both be written to'):
     _run_in_process(
       'enhancement',
-      [f'--workdir={runs["enhancement"]}', str(tmp_path)],
+      [f'--workdir={runs["enhancement"]}', str(tmp_path / 'in')],
       f'--output_dir={tmp_path / "out"}',
     )
   assert not (tmp_path / 'out').exists()
