@@ -116,7 +116,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.model.name = ''
 
   config.data = ml_collections.ConfigDict()
-  config.data.name = 'synthetic'  # or voicebank_demand, ndns, librimix, wham
+  # synthetic, offline (launch/build_corpus.py), voicebank_demand, ndns,
+  # librimix, wham
+  config.data.name = 'synthetic'
   config.data.sample_rate = 16000
   config.data.segment_seconds = 4.0  # random crop length; 0 = whole clips
   config.data.num_sources = 1  # separation: speakers per mixture
@@ -131,10 +133,21 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.data.mode = 'min'  # librimix/wham: 'min' or 'max' mixtures
   config.data.mixture = ''  # librimix/wham: clean|both|single ('' = task's)
   config.data.synthetic_clip_seconds = 6.0
-  config.data.snr_range = (-5.0, 20.0)  # synthetic: dB (N-DNS recipe)
-  config.data.level_range = (-35.0, -15.0)  # synthetic: mixture dBFS
+  config.data.snr_range = (-5.0, 20.0)  # synthetic/offline: dB (N-DNS)
+  config.data.level_range = (-35.0, -15.0)  # synthetic/offline: dBFS
   config.data.separation_noise = False  # synthetic separation: add noise
   config.data.generation_workers = 1  # processes generating synthetic data
+  # offline corpus (data_pipelines/offline.py); its folder is manual_dir, else
+  # <data_dir or $S4JAX_CACHE_DIR or ~/.cache/s4jax>/offline. snr_range and
+  # level_range apply too.
+  config.data.offline_train_examples = 100_000  # mixtures per epoch
+  config.data.offline_eval_examples = 32  # validation/test mixtures
+  config.data.offline_clip_seconds = 6.0  # eval clips (train: segment)
+  config.data.offline_reverb_prob = 0.3  # share of reverberant speech
+  config.data.offline_early_ms = 50.0  # target keeps early reflections
+  config.data.offline_tts_fraction = 0.25  # share of TTS speech in training
+  config.data.offline_synthetic_noise_prob = 0.3  # else recorded noise
+  config.data.offline_speed_perturb = 0.1  # +-10 % speed (training)
 
   config.loss = ml_collections.ConfigDict()
 

@@ -2,6 +2,10 @@
 
   input_pipeline  create_train_iterator / create_eval_iterator (tf.data)
   synthetic       the built-in dataset: generation, seeding, caching
+  offline         the offline Debian corpus: reading it, mixing on the fly
+  offline_build   building it (launch/build_corpus.py); offline_sources:
+                  the packages, voices and texts it is made of
+  rir             room impulse responses (image sources + decaying tail)
   speech_synth    source-filter speech-like signals
   noise_synth     white/pink/brown, babble, hum, clicks, machine noise
   mixing          SNR / level mixing (DNS Challenge recipe)

@@ -1,7 +1,8 @@
 """Training and evaluation batches from the built-in or a real corpus.
 
 Every source is random-access (memory-mapped `.npy` for the synthetic set,
-ArrayRecord data sources for the tensorflow-datasets builders), so the order
+mixtures made on the fly from the memory-mapped offline corpus, ArrayRecord
+data sources for the tensorflow-datasets builders), so the order
 is index-based and fully determined by the seed:
 
 * Epoch `e` visits the examples in `permutation(seed, e)`; the stream of
@@ -34,7 +35,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 from absl import logging
 
-from data_pipelines import audio_io, synthetic
+from data_pipelines import audio_io, offline, synthetic
 
 _PERM_TAG, _CROP_TAG = 101, 102
 # N-DNS clips are cropped or padded to exactly 30 s (Intel's DNSAudio loader).
@@ -79,6 +80,29 @@ class SyntheticSource(Source):
 
   def __getitem__(self, index):
     return {k: np.asarray(a[index]) for k, a in self.split.arrays.items()}
+
+
+class OfflineSource(Source):
+  """The offline Debian corpus: mixtures made on the fly (`offline`)."""
+
+  def __init__(self, split: offline.CorpusSplit, spec: offline.MixSpec):
+    self.split, self.spec = split, spec
+    if spec.task == 'enhancement':
+      self.keys = ('noisy', 'clean', 'noise')
+    else:
+      self.keys = ('mixture', 'sources')
+      if spec.separation_noise:
+        self.keys += ('noise',)
+    self.sample_rate = offline.SAMPLE_RATE
+    self.whole_length = spec.clip_samples
+    self.num_sources = spec.num_sources
+
+  def __len__(self):
+    return self.spec.num_examples
+
+  def __getitem__(self, index):
+    ex = offline.make_example(self.split, self.spec, int(index))
+    return {k: ex[k] for k in self.keys}
 
 
 class TfdsSource(Source):
@@ -179,6 +203,52 @@ def _synthetic_spec(config, split: str) -> synthetic.SyntheticSpec:
   )
 
 
+def offline_dir(config) -> str:
+  """The offline corpus folder: `data.manual_dir`, else the default cache."""
+  data = config.data
+  if data.manual_dir:
+    return os.path.abspath(os.path.expanduser(data.manual_dir))
+  if data.data_dir:
+    return os.path.join(os.path.abspath(data.data_dir), 'offline')
+  return offline.default_dir()
+
+
+def _offline_spec(config, split: str) -> offline.MixSpec:
+  """How the offline corpus' examples of `split` are mixed.
+
+  Training: `offline_train_examples` clips of `segment_seconds` (or
+  `offline_clip_seconds` for whole clips), augmented, seeded by
+  `config.seed`. Evaluation: `offline_eval_examples` clips of
+  `offline_clip_seconds` of real speech only, seed 0 (the same mixtures
+  whatever the run's seed).
+  """
+  data = config.data
+  train = split == data.train_split
+  seconds = float(data.offline_clip_seconds)
+  if train and data.segment_seconds and data.segment_seconds > 0:
+    seconds = float(data.segment_seconds)
+  return offline.MixSpec(
+    task=config.task,
+    split=split,
+    num_examples=int(
+      data.offline_train_examples if train else data.offline_eval_examples
+    ),
+    clip_seconds=seconds,
+    seed=int(config.seed) if train else 0,
+    augment=train,
+    real_only=not train,
+    num_sources=int(data.num_sources) if config.task == 'separation' else 2,
+    separation_noise=bool(data.separation_noise),
+    snr_range=tuple(float(v) for v in data.snr_range),
+    level_range=tuple(float(v) for v in data.level_range),
+    reverb_prob=float(data.offline_reverb_prob),
+    early_ms=float(data.offline_early_ms),
+    tts_fraction=float(data.offline_tts_fraction),
+    synthetic_noise_prob=float(data.offline_synthetic_noise_prob),
+    speed_perturb=float(data.offline_speed_perturb),
+  )
+
+
 def _default_mixture(config) -> str:
   mixture = config.data.get('mixture', '')
   if mixture:
@@ -196,6 +266,9 @@ def _cached_source(key: tuple) -> Source:
     return SyntheticSource(
       synthetic.load_or_generate(spec, root, num_workers=workers)
     )
+  if kind == 'offline':
+    _, folder, spec = key
+    return OfflineSource(offline.load_split(folder, spec.split), spec)
   from data_pipelines import builders  # TensorFlow only when needed.
 
   _, name, cfg, manual_dir, data_dir, split, task = key
@@ -206,19 +279,24 @@ def _cached_source(key: tuple) -> Source:
 def make_source(config, split: str) -> Source:
   """The `Source` for `split` ('train', 'validation', 'test', ...).
 
-  The synthetic set is generated (once, then cached); a real corpus is
-  prepared with tensorflow-datasets on first use.
+  The synthetic set is generated (once, then cached); the offline corpus
+  must have been built with `launch/build_corpus.py` (its examples are
+  mixed on the fly); a real corpus is prepared with tensorflow-datasets on
+  first use.
   """
   data = config.data
   if data.name == 'synthetic':
     spec = _synthetic_spec(config, split)
     workers = int(data.get('generation_workers', 1))
     return _cached_source(('synthetic', spec, data.data_dir, workers))
+  if data.name == 'offline':
+    spec = _offline_spec(config, split)
+    return _cached_source(('offline', offline_dir(config), spec))
   from data_pipelines import builders
 
   if data.name not in builders.BUILDERS:
     raise ValueError(
-      f'Unknown config.data.name {data.name!r}; known: synthetic, '
+      f'Unknown config.data.name {data.name!r}; known: synthetic, offline, '
       f'{", ".join(sorted(builders.BUILDERS))}.'
     )
   cfg = builders.config_name(
