@@ -54,7 +54,9 @@ def main(argv):
   """Program entry point (after flag parsing)."""
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  from s4jax.training import trainer  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+
+  from s4jax.training import errors, trainer  # pylint: disable=g-import-not-at-top
 
   runtime.hide_accelerators_from_tensorflow()
   runtime.quiet_library_logs()
@@ -68,6 +70,12 @@ def main(argv):
   except trainer.USER_ERRORS as e:
     logging.debug('Stopped by', exc_info=True)
     sys.exit(f'error: {e}')
+  except jax.errors.JaxRuntimeError as e:
+    message = errors.out_of_memory_message(e)
+    if message is None:
+      raise
+    logging.debug('Stopped by', exc_info=True)
+    sys.exit(f'error: {message}')
   if result.preempted:
     logging.warning('Stopped early by SIGTERM; rerun the command to resume.')
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class CheckpointError(RuntimeError):
   """A checkpoint could not be read or does not match the model."""
@@ -12,3 +14,29 @@ class NonFiniteError(RuntimeError):
 
 
 USER_ERRORS = (ValueError, FileNotFoundError, CheckpointError, NonFiniteError)
+
+_OOM = re.compile(r'(?i)out of memory|resource_exhausted')
+_BYTES = re.compile(r'allocating (\d+) bytes')
+
+
+def out_of_memory_message(error: BaseException) -> str | None:
+  """A one-line explanation when `error` is XLA running out of memory.
+
+  Args:
+    error: any exception (typically `jax.errors.JaxRuntimeError`).
+
+  Returns:
+    The message for the user, or None when `error` is something else.
+  """
+  text = str(error)
+  if not _OOM.search(text):
+    return None
+  size = _BYTES.search(text)
+  need = (
+    f' ({int(size.group(1)) / 2**30:.1f} GiB in one buffer)' if size else ''
+  )
+  return (
+    f'The device ran out of memory{need}. Lower config.train.batch_size or '
+    'config.data.segment_seconds (or eval.batch_size when evaluating), or '
+    'append :smoke=True to --config for a run sized for a small CPU.'
+  )
