@@ -80,8 +80,8 @@ def check_corpus(corpus_dir: str) -> dict:
   fix = build_command(corpus_dir)
   if not os.path.isdir(corpus_dir):
     raise CorpusError(
-      f'No offline corpus at {corpus_dir}. Build it (about half an hour on '
-      f'2 cores) with:\n  {fix}\nor point config.data.manual_dir at a '
+      f'No offline corpus at {corpus_dir}. Build it (about 6 minutes on 2 '
+      f'cores) with:\n  {fix}\nor point config.data.manual_dir at a '
       'corpus built elsewhere.'
     )
   if not os.path.exists(marker):

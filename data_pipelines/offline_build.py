@@ -614,9 +614,10 @@ def assign_splits(
   """Assigns whole groups to splits.
 
   Groups are visited in a seeded hash order; each held-out split (in the
-  order of `fractions`) takes groups until it holds about its fraction of
-  the total duration, skipping groups that would overshoot by more than
-  half the target, and always keeping at least one group for 'train'.
+  order of `fractions`) takes the groups that fit, i.e. keep it within 1.5
+  times its share of the total duration, until it holds its share. If no
+  group fits, it takes the smallest one. At least one group stays in
+  'train'.
 
   Args:
     durations: group -> seconds.
@@ -635,20 +636,18 @@ def assign_splits(
     (g for g in durations if g not in pinned), key=lambda g: _hash(seed, g)
   )
   for split, frac in fractions.items():
-    target = frac * total
-    got = sum(durations[g] for g, s in out.items() if s == split)
     if frac <= 0:
       continue
+    target = frac * total
+    got = sum(durations[g] for g, s in out.items() if s == split)
     for g in list(order):
       if got >= target or len(order) <= 1:
         break
-      if got + durations[g] <= 1.5 * target or got == 0 and len(order) > 2:
-        if got == 0 and durations[g] > 3 * target:
-          continue  # a giant group: try a smaller one first
+      if got + durations[g] <= 1.5 * target:
         out[g] = split
         got += durations[g]
         order.remove(g)
-    if got == 0 and len(order) > 1:  # only giants left: take the smallest
+    if got == 0 and len(order) > 1:  # every group is too big: the smallest
       g = min(order, key=lambda g: durations[g])
       out[g] = split
       order.remove(g)
