@@ -754,7 +754,7 @@ def check_sources(opts: BuildOptions):
     cmd = offline_sources.ENGINE_COMMANDS[v.engine]
     ok = offline_sources.tool_path(cmd) is not None
     if ok and v.engine == 'festival':
-      ok = _festival_has(v.voice)
+      ok = _festival_has(v.voice, opts.source_root)
     if ok:
       voices.append(v)
     else:
@@ -798,9 +798,10 @@ _FESTIVAL_VOICE_DIRS = (
 )
 
 
-def _festival_has(voice: str) -> bool:
+def _festival_has(voice: str, source_root: str = '') -> bool:
   name = voice.removeprefix('voice_')
   for d in _FESTIVAL_VOICE_DIRS:
+    d = offline_sources.rooted(source_root, d)
     if os.path.isdir(d):
       for lang in os.listdir(d):
         if os.path.isdir(os.path.join(d, lang, name)):
@@ -1093,6 +1094,15 @@ def build(
   )
   _pack(corpus_dir, rows, opts)
   stats = corpus_stats(rows, opts.num_rirs)
+  for split, st in stats.items():
+    if not st['speech_clips']:
+      logging.warning(
+        'The %s split has no speech: too few speaker groups (%d) to hold '
+        'any out. Install more sources or pin groups with '
+        '--validation_groups/--test_groups.',
+        split,
+        len({r['group'] for r in rows if r['kind'] == SPEECH}),
+      )
   info = {
     'version': VERSION,
     'manifest_sha1': sha,
