@@ -75,6 +75,10 @@ def spiking_s4_loss(
   loss.mse_target = 'magnitude'  # or 'mask' (ideal amplitude mask)
   loss.mask_target_max = 10.0
   loss.si_snr_eps = 1e-8
+  # Perceptual terms (s4jax.audio.spectral_losses); 0 = the paper's loss.
+  loss.compressed_weight = 0.0
+  loss.compress_power = 0.3
+  loss.mrstft_weight = 0.0
   # References, so a model STFT override carries over to the loss.
   loss.n_fft = model.get_ref('n_fft')
   loss.hop_length = model.get_ref('hop_length')

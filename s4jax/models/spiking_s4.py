@@ -54,7 +54,7 @@ import ml_collections
 import numpy as np
 
 from s4jax import spiking
-from s4jax.audio import losses
+from s4jax.audio import losses, spectral_losses
 from s4jax.audio import stft as stft_lib
 from s4jax.layers import s4 as s4_layer
 
@@ -631,11 +631,13 @@ def loss_fn(
       ('magnitude': `|S_hat|` vs `|S|`; 'mask': the mask vs the ideal
       amplitude mask `|S| / |Y|`, clipped to `[0, mask_target_max]`),
       `mask_target_max` (10), `si_snr_eps` (1e-8) and the STFT settings
-      `n_fft`, `hop_length`, `win_length`, `window` (must match the model).
+      `n_fft`, `hop_length`, `win_length`, `window` (must match the model);
+      perceptual terms `compressed_weight` (0) with `compress_power` (0.3)
+      and `mrstft_weight` (0), see `s4jax.audio.spectral_losses`.
 
   Returns:
-    `(loss, metrics)` with scalar metrics `si_snr`, `mse` and
-    `firing_rate_<layer>`.
+    `(loss, metrics)` with scalar metrics `si_snr`, `mse`,
+    `firing_rate_<layer>` and each active perceptual term.
   """
   get = lambda k, d: loss_config.get(k, d) if loss_config else d  # noqa: E731
   clean = batch['clean']
@@ -670,9 +672,36 @@ def loss_fn(
   score = losses.si_snr(estimate, clean, eps=get('si_snr_eps', 1e-8))
   loss = get('mse_weight', 1e-3) * mse - jnp.mean(score)
   metrics = {'si_snr': jnp.mean(score), 'mse': mse}
+  loss += _spectral_terms(estimate, clean, get, metrics)
   for name, rate in outputs.get('firing_rates', {}).items():
     metrics[f'firing_rate_{name}'] = rate
   return loss, metrics
+
+
+def _spectral_terms(estimate, clean, get, metrics) -> jnp.ndarray:
+  """The optional perceptual terms `compressed_weight`, `mrstft_weight`.
+
+  Adds each active term's value to `metrics` and returns their weighted sum
+  (0 when both weights are 0, the paper's loss).
+  """
+  total = jnp.zeros((), jnp.float32)
+  estimate = estimate.astype(jnp.float32)
+  clean = clean.astype(jnp.float32)
+  if get('compressed_weight', 0.0):
+    value = jnp.mean(
+      spectral_losses.compressed_magnitude_loss(
+        estimate, clean, power=get('compress_power', 0.3)
+      )
+    )
+    metrics['compressed_mag'] = value
+    total += get('compressed_weight', 0.0) * value
+  if get('mrstft_weight', 0.0):
+    value = jnp.mean(
+      spectral_losses.multi_resolution_stft_loss(estimate, clean)
+    )
+    metrics['mrstft'] = value
+    total += get('mrstft_weight', 0.0) * value
+  return total
 
 
 # Streaming ------------------------------------------------------------------
