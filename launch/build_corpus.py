@@ -33,6 +33,7 @@ import time
 from absl import app, flags, logging
 
 from data_pipelines import offline, offline_build, offline_sources
+from s4jax.training import runtime
 
 _OUTPUT_DIR = flags.DEFINE_string(
   'output_dir',
@@ -267,4 +268,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=runtime.parse_flags)

@@ -5,6 +5,8 @@ own flags to stdout and exits 0; every flag has help text; required flags
 say so ('Required.') and the tool refuses to run without them.
 """
 
+import glob
+import os
 import re
 
 import pytest
@@ -24,6 +26,7 @@ TOOLS = {
   'summary.py': {'config'},
   'synthesize.py': {'clean_dir', 'noise_dir', 'output_dir'},
   'demo.py': set(),
+  'build_corpus.py': set(),
 }
 _ENTRY = re.compile(r'^  (?:-\S,)?--(?:\[no\])?(\w+): ?(.*)$')
 
@@ -45,6 +48,17 @@ def own_flags(script: str, stdout: str) -> dict[str, str]:
       # A wrapped help line; '(default: ...)' and '(a number)' are not help.
       flags[name] = f'{flags[name]} {line.strip()}'.strip()
   return flags
+
+
+def test_every_launch_tool_is_checked():
+  scripts = {
+    os.path.basename(path)
+    for path in glob.glob(f'{cli.ROOT}/launch/*.py')
+    if "__name__ == '__main__'" in open(path).read()
+  }
+  assert scripts == set(TOOLS), (
+    f'tools with a main: {sorted(scripts)}; checked here: {sorted(TOOLS)}'
+  )
 
 
 @pytest.mark.parametrize('script', sorted(TOOLS))
