@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import ml_collections
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 from s4jax.training import runtime
@@ -72,14 +71,12 @@ def main(argv):
   """Program entry point (after flag parsing)."""
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  import jax  # pylint: disable=g-import-not-at-top
-
-  from s4jax.training import errors, trainer  # pylint: disable=g-import-not-at-top
+  from s4jax.training import trainer  # pylint: disable=g-import-not-at-top
 
   runtime.hide_accelerators_from_tensorflow()
   runtime.quiet_library_logs()
   workdir = _WORKDIR.value
-  try:
+  with runtime.errors_as_messages():
     runtime.initialize_distributed(_MULTIHOST.value)
     if not os.path.isdir(workdir):
       raise FileNotFoundError(f'--workdir={workdir} does not exist.')
@@ -94,15 +91,6 @@ def main(argv):
     step, result, paths = trainer.evaluate_checkpoint(
       config, workdir, pipeline, step=step, split=_SPLIT.value
     )
-  except trainer.USER_ERRORS as e:
-    logging.debug('Stopped by', exc_info=True)
-    sys.exit(f'error: {e}')
-  except jax.errors.JaxRuntimeError as e:
-    message = errors.out_of_memory_message(e)
-    if message is None:
-      raise
-    logging.debug('Stopped by', exc_info=True)
-    sys.exit(f'error: {message}')
   if paths:
     with open(paths[1]) as f:
       print(f.read())

@@ -15,8 +15,6 @@ checkpoint in `--workdir`; SIGTERM saves a checkpoint and exits.
 
 from __future__ import annotations
 
-import sys
-
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -54,30 +52,21 @@ def main(argv):
   """Program entry point (after flag parsing)."""
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  import jax  # pylint: disable=g-import-not-at-top
-
-  from s4jax.training import errors, trainer  # pylint: disable=g-import-not-at-top
+  from s4jax.training import trainer  # pylint: disable=g-import-not-at-top
 
   runtime.hide_accelerators_from_tensorflow()
   runtime.quiet_library_logs()
-  try:
+  with runtime.errors_as_messages():
     runtime.initialize_distributed(_MULTIHOST.value)
     result = trainer.train_and_evaluate(
       runtime.loaded_config(_CONFIG),
       _WORKDIR.value,
       runtime.load_input_pipeline(_PIPELINE.value),
     )
-  except trainer.USER_ERRORS as e:
-    logging.debug('Stopped by', exc_info=True)
-    sys.exit(f'error: {e}')
-  except jax.errors.JaxRuntimeError as e:
-    message = errors.out_of_memory_message(e)
-    if message is None:
-      raise
-    logging.debug('Stopped by', exc_info=True)
-    sys.exit(f'error: {message}')
   if result.preempted:
-    logging.warning('Stopped early by SIGTERM; rerun the command to resume.')
+    logging.warning(
+      'Stopped early by SIGTERM or Ctrl-C; rerun the command to resume.'
+    )
 
 
 if __name__ == '__main__':

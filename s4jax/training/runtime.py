@@ -8,6 +8,7 @@ mesh and batch assembly in `sharding` take it from there.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging as py_logging
 import os
@@ -74,6 +75,31 @@ def hide_accelerators_from_tensorflow() -> None:
     return
   tf.config.set_visible_devices([], 'GPU')
   tf.config.set_visible_devices([], 'TPU')
+
+
+@contextlib.contextmanager
+def errors_as_messages():
+  """Ends the program with one `error:` line on errors the user can fix.
+
+  Covers `errors.USER_ERRORS` (bad config, data, checkpoint, non-finite
+  training) and XLA running out of device memory; anything else keeps its
+  traceback.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+
+  from s4jax.training import errors  # pylint: disable=g-import-not-at-top
+
+  try:
+    yield
+  except errors.USER_ERRORS as e:
+    logging.debug('Stopped by', exc_info=True)
+    sys.exit(f'error: {e}')
+  except jax.errors.JaxRuntimeError as e:
+    message = errors.out_of_memory_message(e)
+    if message is None:
+      raise
+    logging.debug('Stopped by', exc_info=True)
+    sys.exit(f'error: {message}')
 
 
 def load_input_pipeline(name: str) -> types.ModuleType:
