@@ -28,14 +28,27 @@ _WORKDIR = flags.DEFINE_string(
   'workdir',
   None,
   'Training run directory to load the model from. Exactly one of '
-  '--workdir and --checkpoint is required.',
+  '--workdir, --checkpoint and --pretrained is required.',
 )
 _CHECKPOINT = flags.DEFINE_string(
   'checkpoint',
   None,
   'Checkpoint folder to load the model from '
-  '(<workdir>/checkpoints/<step>). Exactly one of --workdir and '
-  '--checkpoint is required.',
+  '(<workdir>/checkpoints/<step>). Exactly one of --workdir, '
+  '--checkpoint and --pretrained is required.',
+)
+_PRETRAINED = flags.DEFINE_string(
+  'pretrained',
+  None,
+  'Name of a pretrained model that ships with s4jax (e.g. spiking_s4 for '
+  'enhance.py, s4m_tiny for separate.py; a wrong name lists them). Exactly '
+  'one of --workdir, --checkpoint and --pretrained is required.',
+)
+_PRETRAINED_DIR = flags.DEFINE_string(
+  'pretrained_dir',
+  None,
+  'With --pretrained: folder holding the pretrained models (default: '
+  '$S4JAX_PRETRAINED_DIR, else the pretrained/ package folder).',
 )
 _STEP = flags.DEFINE_string(
   'step', 'latest', 'With --workdir: latest, best or a step number.'
@@ -539,8 +552,11 @@ def plan_outputs(
 
 
 def _check_flags() -> None:
-  if bool(_WORKDIR.value) == bool(_CHECKPOINT.value):
-    raise InputError('Pass exactly one of --workdir and --checkpoint.')
+  sources = (_WORKDIR.value, _CHECKPOINT.value, _PRETRAINED.value)
+  if sum(bool(s) for s in sources) != 1:
+    raise InputError(
+      'Pass exactly one of --workdir, --checkpoint and --pretrained.'
+    )
   if not _OUTPUT_DIR.value:
     raise InputError('--output_dir is required.')
   if _CHUNK.value <= 0 or _CONTEXT.value < 0:
@@ -568,13 +584,30 @@ def check_output_dir(out_dir: str, paths: list[str]) -> None:
       )
 
 
-def _load_model(task_name: str, streaming: bool):
-  from s4jax.training import inference  # pylint: disable=g-import-not-at-top
+def _load_pretrained(name: str, root: str | None):
+  """`pretrained.from_pretrained(name, root)`, or why it is not importable."""
+  try:
+    from pretrained import hub  # pylint: disable=g-import-not-at-top
+  except ModuleNotFoundError as e:
+    if e.name != 'pretrained':
+      raise
+    raise InputError(
+      f'Cannot import the pretrained package ({e}); an editable install '
+      'made before it existed does not know it: run pip install -e . again.'
+    ) from e
+  return hub.from_pretrained(name, root=root)
 
-  model = inference.load(
-    _WORKDIR.value or _CHECKPOINT.value,
-    None if _CHECKPOINT.value else _STEP.value,
-  )
+
+def _load_model(task_name: str, streaming: bool):
+  if _PRETRAINED.value:
+    model = _load_pretrained(_PRETRAINED.value, _PRETRAINED_DIR.value)
+  else:
+    from s4jax.training import inference  # pylint: disable=g-import-not-at-top
+
+    model = inference.load(
+      _WORKDIR.value or _CHECKPOINT.value,
+      None if _CHECKPOINT.value else _STEP.value,
+    )
   if (task_name == 'separation') != model.separates:
     tool = 'separate.py' if model.separates else 'enhance.py'
     raise InputError(

@@ -3,16 +3,19 @@ r"""Enhances audio files with a trained model.
   python launch/enhance.py --workdir=runs/demo noisy.wav more/ \
       --output_dir=enhanced [--streaming] [--step=best] [--strict]
   python launch/enhance.py --checkpoint=runs/demo/checkpoints/1500 ...
+  python launch/enhance.py --pretrained=spiking_s4 noisy.wav --output_dir=out
 
-Exactly one of `--workdir` and `--checkpoint` is required, and so is
-`--output_dir`. Inputs are WAV/FLAC/OGG/AIFF files or folders (searched
-recursively; the folder layout is kept under `--output_dir`). Any sample rate
-is accepted: audio is resampled to the model's rate and the result back to
-the file's rate; multi-channel files are mixed down to mono (with a warning).
-Files are processed in windows of `--chunk_seconds` with `--context_seconds`
-of extra audio on each side (discarded), so memory stays constant however
-long the file; `--streaming` instead feeds the model frame by frame through
-its streaming mode (exact, causal; Spiking-S4).
+Exactly one of `--workdir`, `--checkpoint` and `--pretrained` (a model that
+ships with s4jax, see `pretrained/`; `--pretrained_dir` looks elsewhere) is
+required, and so is `--output_dir`. Inputs are WAV/FLAC/OGG/AIFF files or
+folders (searched recursively; the folder layout is kept under
+`--output_dir`). Any sample rate is accepted: audio is resampled to the
+model's rate and the result back to the file's rate; multi-channel files are
+mixed down to mono (with a warning). Files are processed in windows of
+`--chunk_seconds` with `--context_seconds` of extra audio on each side
+(discarded), so memory stays constant however long the file; `--streaming`
+instead feeds the model frame by frame through its streaming mode (exact,
+causal; Spiking-S4).
 
 Every input is checked before the model is loaded or anything is written. A
 file is refused if it is empty (0 bytes), not audio libsndfile can open (e.g.

@@ -2,15 +2,18 @@ r"""Separates mixtures into sources with a trained separation model.
 
   python launch/separate.py --workdir=runs/s4m mixture.wav folder/ \
       --output_dir=separated [--step=best] [--strict]
+  python launch/separate.py --pretrained=s4m_tiny mixture.wav \
+      --output_dir=separated
 
-Writes one file per source (`<name>_s1.wav`, `<name>_s2.wav`, ...). Required
-flags, inputs, resampling, mono mix-down, constant-memory windows, the checks
-of every input before anything is written (`refused: PATH: REASON` lines, the
-good files processed anyway and exit status 1, or nothing written with
-`--strict`) and the protection of inputs are those of `launch/enhance.py`;
-the speaker order is kept consistent across windows by matching the audio the
-overlapping windows share. Separation models cannot stream, so there is no
-`--streaming` flag.
+Writes one file per source (`<name>_s1.wav`, `<name>_s2.wav`, ...). The
+model flags (exactly one of `--workdir`, `--checkpoint` and `--pretrained`),
+the other required flags, inputs, resampling, mono mix-down, constant-memory
+windows, the checks of every input before anything is written (`refused:
+PATH: REASON` lines, the good files processed anyway and exit status 1, or
+nothing written with `--strict`) and the protection of inputs are those of
+`launch/enhance.py`; the speaker order is kept consistent across windows by
+matching the audio the overlapping windows share. Separation models cannot
+stream, so there is no `--streaming` flag.
 """
 
 from __future__ import annotations

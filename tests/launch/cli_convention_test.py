@@ -15,7 +15,8 @@ from tests.launch import cli
 
 # Tool -> the flags absl must refuse to run without (their help starts with
 # 'Required.'). Tools whose requirement is conditional (enhance/separate:
-# one of --workdir and --checkpoint; score: --reference unless DNSMOS only)
+# one of --workdir, --checkpoint and --pretrained; score: --reference unless
+# DNSMOS only)
 # say so in the help of those flags and check it themselves.
 TOOLS = {
   'train.py': {'config', 'workdir'},
@@ -26,6 +27,7 @@ TOOLS = {
   'summary.py': {'config'},
   'synthesize.py': {'clean_dir', 'noise_dir', 'output_dir'},
   'demo.py': set(),
+  'export_pretrained.py': {'workdir', 'name'},
   'build_corpus.py': set(),
 }
 _ENTRY = re.compile(r'^  (?:-\S,)?--(?:\[no\])?(\w+): ?(.*)$')

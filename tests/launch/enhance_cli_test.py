@@ -342,6 +342,11 @@ def test_a_file_the_model_fails_on_is_listed_and_leaves_no_output(
   assert os.listdir(out) == [], f'expected no output, got {os.listdir(out)}'
 
 
+_ONE_MODEL = (
+  'Exactly one of --workdir, --checkpoint and --pretrained is required'
+)
+
+
 @pytest.mark.parametrize('script', ['enhance.py', 'separate.py'])
 def test_help_describes_every_flag_and_which_are_required(script):
   # `--help` may exit 1 until runtime.parse_flags lets it exit 0: the text
@@ -349,8 +354,9 @@ def test_help_describes_every_flag_and_which_are_required(script):
   result = cli.run(script, '--help', timeout=120)
   text = result.stdout + result.stderr
   required = {
-    '--workdir': 'Exactly one of --workdir and --checkpoint is required',
-    '--checkpoint': 'Exactly one of --workdir and --checkpoint is required',
+    '--workdir': _ONE_MODEL,
+    '--checkpoint': _ONE_MODEL,
+    '--pretrained': _ONE_MODEL,
     '--output_dir': 'Required.',
     '--strict': 'Write nothing if any input is refused',
   }
@@ -400,7 +406,7 @@ def _run_in_process(task, argv, *more):
     ('no_samples', '1 of 1 files refused (listed above); nothing written.'),
     ('missing', '1 of 1 files refused (listed above); nothing written.'),
     ('overwrite', 'Refusing to overwrite the input'),
-    ('no_model', 'exactly one of --workdir and --checkpoint'),
+    ('no_model', 'exactly one of --workdir, --checkpoint and --pretrained'),
     ('no_inputs', 'No input files given'),
     ('streaming', 'has no streaming mode'),
     ('wrong_tool', 'holds a separation model; use launch/separate.py'),

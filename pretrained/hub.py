@@ -1,0 +1,345 @@
+"""Pretrained models shipped with the package: list, check and load them.
+
+A pretrained model is a folder `<root>/<name>/` holding
+
+  config.json     the training run's config (ml-collections, as JSON);
+  params.msgpack  `flax.serialization.to_bytes(params)`, float32, nothing
+                  else (no optimiser state);
+  MODEL_CARD.md   what the model is, how it was trained, how good it is. Its
+                  front matter (a `---` block of `key: value` lines) records
+                  the training `step` and the `params_sha256` of
+                  params.msgpack, which loading checks;
+
+and optionally `params.seofp`, a SEOFP-packed copy (`s4jax.quant.packing`).
+`launch/export_pretrained.py` writes such folders from a training run.
+
+`<root>` is the `root` argument, else the environment variable
+`S4JAX_PRETRAINED_DIR`, else this package's own folder (so the models that
+ship with it work from any install). This package is separate from `s4jax`
+because it reads files; `s4jax` does no file I/O.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import re
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import serialization, traverse_util
+
+from s4jax.training import inference
+from s4jax.training import tasks as tasks_lib
+
+ENV_VAR = 'S4JAX_PRETRAINED_DIR'
+CONFIG_FILE = 'config.json'
+PARAMS_FILE = 'params.msgpack'
+CARD_FILE = 'MODEL_CARD.md'
+SEOFP_FILE = 'params.seofp'
+REQUIRED_FILES = (CONFIG_FILE, PARAMS_FILE, CARD_FILE)
+NAME_PATTERN = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
+_MAX_LISTED = 8  # Differences listed per kind in a mismatch message.
+
+
+class PretrainedError(ValueError):
+  """A pretrained model that is unknown, incomplete or unreadable."""
+
+
+# Where models live ------------------------------------------------------------
+
+
+def default_root() -> str:
+  """`$S4JAX_PRETRAINED_DIR` if set, else this package's folder."""
+  return os.environ.get(ENV_VAR) or os.path.dirname(os.path.abspath(__file__))
+
+
+def _root(root: str | None) -> str:
+  return os.path.abspath(root or default_root())
+
+
+def missing_files(folder: str) -> list[str]:
+  """The required files (`REQUIRED_FILES`) that `folder` lacks."""
+  return [
+    f for f in REQUIRED_FILES if not os.path.isfile(os.path.join(folder, f))
+  ]
+
+
+def available(root: str | None = None) -> list[str]:
+  """Names of the complete model folders under `root` (see module doc).
+
+  Folders lacking a required file, and hidden ones (an export in progress
+  writes to `.<name>...`), are left out.
+  """
+  root = _root(root)
+  if not os.path.isdir(root):
+    return []
+  return sorted(
+    name
+    for name in os.listdir(root)
+    if NAME_PATTERN.match(name)
+    and os.path.isdir(os.path.join(root, name))
+    and not missing_files(os.path.join(root, name))
+  )
+
+
+def model_dir(name: str, root: str | None = None) -> str:
+  """The folder of the pretrained model `name`.
+
+  Raises:
+    PretrainedError: unknown name (the message lists the available ones) or
+      a folder that lacks a required file (named).
+  """
+  root = _root(root)
+  folder = os.path.join(root, name)
+  if not NAME_PATTERN.match(name or '') or not os.path.isdir(folder):
+    names = available(root)
+    have = (
+      f'available: {", ".join(names)}'
+      if names
+      else 'none is installed there yet'
+    )
+    raise PretrainedError(
+      f'Unknown pretrained model {name!r} in {root}; {have}. (Set '
+      f'{ENV_VAR}, --pretrained_dir or root= to look elsewhere.)'
+    )
+  missing = missing_files(folder)
+  if missing:
+    raise PretrainedError(
+      f'The pretrained model {name!r} is incomplete: '
+      f'{", ".join(os.path.join(folder, f) for f in missing)} missing.'
+    )
+  return folder
+
+
+# Reading ----------------------------------------------------------------------
+
+
+def _read(path: str, mode: str = 'rb') -> Any:
+  try:
+    with open(path, mode) as f:
+      return f.read()
+  except OSError as e:
+    raise PretrainedError(f'Cannot read {path}: {e.strerror or e}.') from None
+  except UnicodeDecodeError:
+    raise PretrainedError(f'{path} is not UTF-8 text.') from None
+
+
+def read_config(folder: str) -> ml_collections.ConfigDict:
+  """The run config in `folder/config.json`.
+
+  Raises:
+    PretrainedError: the file is missing, not JSON or not a config object.
+  """
+  path = os.path.join(folder, CONFIG_FILE)
+  try:
+    values = json.loads(_read(path, 'r'))
+  except json.JSONDecodeError as e:
+    raise PretrainedError(
+      f'{path} is not valid JSON (line {e.lineno}: {e.msg}).'
+    ) from None
+  if not isinstance(values, dict) or not isinstance(values.get('model'), dict):
+    raise PretrainedError(
+      f'{path} is not a run config (a JSON object with "task", "model", '
+      '"data", ...).'
+    )
+  return ml_collections.ConfigDict(values)
+
+
+def read_card(folder: str) -> dict[str, str]:
+  """The `key: value` front matter of `folder/MODEL_CARD.md` ({} if none)."""
+  text = _read(os.path.join(folder, CARD_FILE), 'r')
+  lines = text.splitlines()
+  if not lines or lines[0].strip() != '---':
+    return {}
+  out = {}
+  for line in lines[1:]:
+    if line.strip() == '---':
+      return out
+    key, sep, value = line.partition(':')
+    if sep and key.strip():
+      out[key.strip()] = value.strip()
+  return {}  # No closing '---': not front matter.
+
+
+def sha256(data: bytes) -> str:
+  """Hex SHA-256 of `data` (the card's `params_sha256`)."""
+  return hashlib.sha256(data).hexdigest()
+
+
+def read_params(folder: str, card: dict[str, str] | None = None) -> Any:
+  """The parameter tree in `folder/params.msgpack` (NumPy leaves).
+
+  Args:
+    folder: a model folder.
+    card: its card's front matter; its `params_sha256`, if any, is checked.
+
+  Raises:
+    PretrainedError: the file is missing, does not match the checksum, or
+      is not a msgpack parameter tree.
+  """
+  path = os.path.join(folder, PARAMS_FILE)
+  blob = _read(path)
+  want = (card or {}).get('params_sha256')
+  if want and sha256(blob) != want:
+    raise PretrainedError(
+      f'{path} is corrupt: its SHA-256 does not match the params_sha256 in '
+      f'{CARD_FILE} ({len(blob):,} bytes). Restore the file (e.g. from '
+      'git) or export the model again.'
+    )
+  try:
+    tree = serialization.msgpack_restore(blob)
+  except Exception as e:  # msgpack raises several unrelated types.
+    raise PretrainedError(
+      f'{path} is corrupt: not a msgpack parameter file '
+      f'({type(e).__name__}: {str(e)[:200]}).'
+    ) from None
+  if not isinstance(tree, dict) or not tree:
+    raise PretrainedError(
+      f'{path} is corrupt: it holds {type(tree).__name__}, not a parameter '
+      'tree (nested dicts of arrays).'
+    )
+  return tree
+
+
+# Checking ---------------------------------------------------------------------
+
+
+def flat_shapes(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+  """`{'a/b/kernel': (shape, dtype name)}` of a nested dict tree."""
+  flat = traverse_util.flatten_dict(tree, sep='/')
+  return {str(k): _describe(v) for k, v in flat.items()}
+
+
+def _describe(leaf: Any) -> tuple[tuple[int, ...], str]:
+  dtype = leaf.dtype if hasattr(leaf, 'dtype') else np.asarray(leaf).dtype
+  return tuple(np.shape(leaf)), np.dtype(dtype).name
+
+
+def expected_params(
+  config: ml_collections.ConfigDict, task: tasks_lib.Task | None = None
+) -> Any:
+  """Shapes and dtypes (`jax.ShapeDtypeStruct`) of a fresh model's params."""
+  task = task or tasks_lib.create_task(config)
+  samples = tasks_lib.init_samples(config)
+  init = functools.partial(task.init, num_samples=samples)
+  return jax.eval_shape(init, jax.random.key(0))
+
+
+def param_differences(got: Any, want: Any) -> list[str]:
+  """How tree `got` differs from `want` (paths, shapes, dtypes); [] if not."""
+  got, want = flat_shapes(got), flat_shapes(want)
+  out = []
+
+  def listed(kind: str, items: list[str]) -> None:
+    if items:
+      more = len(items) - _MAX_LISTED
+      text = '; '.join(items[:_MAX_LISTED]) + (
+        f'; {more} more' if more > 0 else ''
+      )
+      out.append(f'{len(items)} {kind}: {text}')
+
+  listed(
+    'missing from the file',
+    [f'{p} {want[p][0]}' for p in sorted(set(want) - set(got))],
+  )
+  listed(
+    'not in the model',
+    [f'{p} {got[p][0]}' for p in sorted(set(got) - set(want))],
+  )
+  listed(
+    'of another shape or dtype',
+    [
+      f'{p} is {got[p][0]} {got[p][1]}, the model wants {want[p][0]} '
+      f'{want[p][1]}'
+      for p in sorted(set(got) & set(want))
+      if got[p] != want[p]
+    ],
+  )
+  return out
+
+
+def check_params(
+  params: Any,
+  config: ml_collections.ConfigDict,
+  path: str,
+  task: tasks_lib.Task | None = None,
+) -> None:
+  """Raises `PretrainedError` if `params` do not fit the model of `config`.
+
+  Args:
+    params: the parameter tree read from `path`.
+    config: the run config.
+    path: the parameter file, for the message.
+    task: `create_task(config)`, if already built.
+  """
+  differences = param_differences(params, expected_params(config, task))
+  if differences:
+    raise PretrainedError(
+      f'{path} does not match the model of its {CONFIG_FILE} '
+      f'(model.name={config.model.name!r}): ' + ' | '.join(differences)
+    )
+
+
+# Loading ----------------------------------------------------------------------
+
+
+def load_dir(folder: str) -> inference.Enhancer:
+  """Loads the model in `folder` (any path; see the module doc).
+
+  Returns:
+    The same kind of object as `s4jax.training.inference.load`: call it on
+    a mono float32 signal at `.sample_rate`.
+
+  Raises:
+    PretrainedError: a missing, unreadable or mismatched file (named).
+  """
+  folder = os.path.abspath(folder)
+  missing = missing_files(folder)
+  if missing:
+    raise PretrainedError(
+      f'{folder} is not a complete pretrained model: '
+      f'{", ".join(missing)} missing.'
+    )
+  config = read_config(folder)
+  config_path = os.path.join(folder, CONFIG_FILE)
+  try:
+    task = tasks_lib.create_task(config)
+  except (ValueError, TypeError, KeyError, AttributeError) as e:
+    raise PretrainedError(
+      f'{config_path} does not describe a model this version of s4jax can '
+      f'build: {e}'
+    ) from None
+  card = read_card(folder)
+  params = read_params(folder, card)
+  check_params(params, config, os.path.join(folder, PARAMS_FILE), task)
+  try:
+    step = int(card.get('step', 0))
+  except ValueError:
+    step = 0
+  params = jax.tree.map(jnp.asarray, params)
+  return inference.Enhancer(config, task, params, step)
+
+
+def from_pretrained(name: str, root: str | None = None) -> inference.Enhancer:
+  """Loads the pretrained model `name` (one of `available(root)`).
+
+  Args:
+    name: a model folder name, e.g. 'spiking_s4' or 's4m_tiny'.
+    root: folder holding the models; default `default_root()`.
+
+  Returns:
+    The model, like `s4jax.training.inference.load(workdir)` returns it:
+    `model(x)` maps a mono float32 signal `(T,)` at `model.sample_rate` to
+    the enhanced signal `(T,)` or the separated sources `(S, T)`.
+
+  Raises:
+    PretrainedError: unknown name (lists the available ones), or a missing,
+      corrupt or mismatched file (named).
+  """
+  return load_dir(model_dir(name, root))
