@@ -2,6 +2,8 @@
 
 import os
 import shlex
+import subprocess
+import sys
 
 import pytest
 
@@ -41,3 +43,31 @@ def test_demo_smoke_trains_evaluates_and_enhances(tmp_path, monkeypatch):
   assert not (example / 'enhanced').exists()
   assert not (example / 'enhance_output').exists()
   assert 'SI-SNR of noisy.wav' in out and 'enhanced.wav' in out, out
+
+
+def test_printed_evaluate_command_survives_bash():
+  # In a subprocess: importing launch.demo defines absl flags that other
+  # tools in this test process define too.
+  code = (
+    'import shlex; from launch import demo; '
+    "print(shlex.join(['evaluate.py', "
+    "demo.metrics_override(('si_snr', 'pesq_wb'))]))"
+  )
+  line = subprocess.run(
+    [sys.executable, '-c', code],
+    cwd=cli.ROOT,
+    capture_output=True,
+    text=True,
+    check=True,
+  ).stdout.strip()
+  # bash parses the printed line back into the two arguments the demo ran.
+  echoed = subprocess.run(
+    ['bash', '-c', f'printf "%s\\n" {line}'],
+    capture_output=True,
+    text=True,
+    check=True,
+  ).stdout.splitlines()
+  assert echoed == [
+    'evaluate.py',
+    '--config.eval.metrics=("si_snr","pesq_wb")',
+  ], f'bash split {line!r} into {echoed}'
