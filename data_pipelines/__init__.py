@@ -17,3 +17,11 @@
 TensorFlow and tensorflow-datasets are imported only by `builders` and when
 an iterator is created (never by `s4jax/`).
 """
+
+import os as _os
+
+# TensorFlow serves tf.data and tensorflow-datasets here, which need neither
+# its oneDNN kernels nor its INFO banners (on CPUs without AVX-512 oneDNN also
+# logs an error-looking line); the user's own settings win.
+_os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
+_os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
