@@ -10,7 +10,8 @@ r"""Scores enhancement models on real recorded clean/noisy pairs.
 mono); the table gives PESQ-WB, STOI, SI-SNR and DNSMOS OVRL per set and
 over all pairs for the noisy input and each model, plus each model's
 change over the noisy input. `--model=NAME=SPEC`: SPEC is a training
-workdir (best checkpoint), a checkpoint folder, or `pretrained:NAME`.
+workdir (best checkpoint), a checkpoint folder, `pretrained:NAME` or
+`pretrained_seofp:NAME` (its SEOFP-packed weights).
 """
 
 from __future__ import annotations
@@ -77,10 +78,21 @@ def find_pairs(root: str) -> list[tuple[str, str, str]]:
 
 
 def _load_model(spec: str):
-  if spec.startswith('pretrained:'):
-    import pretrained  # pylint: disable=g-import-not-at-top
+  if spec.startswith(('pretrained:', 'pretrained_seofp:')):
+    import dataclasses  # pylint: disable=g-import-not-at-top
 
-    return pretrained.from_pretrained(spec.split(':', 1)[1])
+    import pretrained  # pylint: disable=g-import-not-at-top
+    from s4jax.quant import packing  # pylint: disable=g-import-not-at-top
+
+    kind, name = spec.split(':', 1)
+    model = pretrained.from_pretrained(name)
+    if kind == 'pretrained':
+      return model
+    # The SEOFP-packed copy: the same model with its packed weights.
+    path = os.path.join(pretrained.default_root(), name, 'params.seofp')
+    with open(path, 'rb') as f:
+      params = packing.unpack(packing.from_bytes(f.read()))
+    return dataclasses.replace(model, params=params)
   from s4jax.training import inference  # pylint: disable=g-import-not-at-top
 
   is_checkpoint = os.path.basename(os.path.normpath(spec)).isdigit()
