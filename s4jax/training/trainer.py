@@ -9,11 +9,14 @@ Runs unchanged on one CPU, a GPU node or a TPU pod:
 * resumption from the latest checkpoint in `<workdir>/checkpoints` (data
   restart at the restored step, per-step RNG `fold_in(seed key, step)`, so
   a resumed run repeats the losses of an uninterrupted one);
-* SIGTERM (TPU/GPU preemption) saves a checkpoint and returns; multi-host
-  runs also honour JAX's preemption sync point;
-* clu writers (TensorBoard + console), `ReportProgress` (steps/s, ETA), an
-  optional profile, periodic evaluation with JSON/Markdown reports, audio
-  and spectrograms, and the best/last-N checkpoint retention.
+* SIGTERM (TPU/GPU preemption) or Ctrl-C saves a checkpoint after the step
+  in flight and returns; a second signal, or one before any unsaved step,
+  exits at once; multi-host runs also honour JAX's preemption sync point;
+* console progress from the first step (loss, speed, ETA, and a start-up
+  estimate of the whole run; `progress`), clu writers (TensorBoard),
+  `ReportProgress`, an optional profile, periodic evaluation with
+  JSON/Markdown reports, audio and spectrograms, and the best/last-N
+  checkpoint retention.
 
 This module does the I/O of the loop (clu writers need TensorFlow); the
 rest of `s4jax.training` is pure JAX.
