@@ -100,10 +100,7 @@ def _load_model(spec: str):
 
 
 def _read(path: str) -> np.ndarray:
-  audio, rate = audio_io.read_audio(path)
-  audio = np.asarray(audio, np.float32)
-  if audio.ndim > 1:
-    audio = audio.mean(axis=-1)
+  audio, rate = audio_io.read_audio(path)  # Mono (channels averaged).
   if rate != RATE:
     raise app.UsageError(
       f'{path}: {rate} Hz; this benchmark expects {RATE} Hz.'

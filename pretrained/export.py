@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -26,7 +25,7 @@ import numpy as np
 from flax import serialization
 
 from pretrained import hub
-from s4jax.training import inference
+from s4jax.training import inference, summary
 
 
 class ExportError(ValueError):
@@ -60,11 +59,6 @@ def float32_params(params: Any) -> Any:
     return x.astype(np.float32) if np.issubdtype(x.dtype, np.floating) else x
 
   return jax.tree.map(convert, params)
-
-
-def num_params(params: Any) -> int:
-  """Number of scalars in a parameter tree."""
-  return sum(math.prod(np.shape(x)) for x in jax.tree.leaves(params))
 
 
 # The model card ---------------------------------------------------------------
@@ -354,7 +348,7 @@ def export_run(
     )
   model = inference.load(workdir, step)
   params = float32_params(model.params)
-  count = num_params(params)
+  count = summary.count_params(params)
   params_blob = serialization.to_bytes(params)
   digest = hub.sha256(params_blob)
   files = {
