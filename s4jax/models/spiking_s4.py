@@ -146,6 +146,28 @@ class Gelu(nn.Module):
     return jax.nn.gelu(x, approximate=False), v
 
 
+def _s4d_step_real(consts: dict, state: tuple, x: jnp.ndarray):
+  """The diagonal S4 step on real pairs: no complex dtype in the graph.
+
+  Args:
+    consts: `real_step_constants()`: `abar_re/_im`, `bbar_re/_im`, `c_re/_im`
+      `(H, N2)` and `d` `(H,)`.
+    state: `(Re h, Im h)`, each real `(B, H, N2)`.
+    x: real `(B, H)` input.
+
+  Returns:
+    `(y (B, H), (Re h', Im h'))` with `h' = Abar h + Bbar u` and
+    `y = 2 Re(C h') + D u`, written out as real products.
+  """
+  u = x.astype(jnp.float32)
+  re, im = state
+  ar, ai = consts['abar_re'], consts['abar_im']
+  new_re = ar * re - ai * im + consts['bbar_re'] * u[..., None]
+  new_im = ar * im + ai * re + consts['bbar_im'] * u[..., None]
+  y = 2 * jnp.sum(consts['c_re'] * new_re - consts['c_im'] * new_im, axis=-1)
+  return (y + consts['d'] * u).astype(x.dtype), (new_re, new_im)
+
+
 class SpikingS4Block(nn.Module):
   """One residual Spiking-S4 layer on channels-first `(B, H, L)` activations.
 
@@ -254,15 +276,29 @@ class SpikingS4Block(nn.Module):
     d = self.s4.ssm(self.d_model)['d']
     return {'abar': ssm.abar, 'bbar': ssm.bbar, 'c': ssm.c, 'd': d}
 
+  def real_step_constants(self) -> dict[str, jnp.ndarray]:
+    """`step_constants` with each complex array split into `_re`/`_im`."""
+    out = {}
+    for key, value in self.step_constants().items():
+      if jnp.iscomplexobj(value):
+        out[f'{key}_re'], out[f'{key}_im'] = value.real, value.imag
+      else:
+        out[key] = value
+    return out
+
   def step(self, carry: dict, x: jnp.ndarray, consts: dict | None = None):
     """One frame: x real (B, H) -> (B, H), next carry.
 
     With `consts` (from `step_constants`) the S4D recurrence
     `h' = Abar h + Bbar u`, `y = 2 Re(C h') + D u` (`s4jax.ssm.recurrence.
     step` with `Abar` precomputed) runs here; without, `S4Layer.step` does.
+    With `real_step_constants` the same recurrence runs on `(Re h, Im h)`
+    pairs in real arithmetic (`_s4d_step_real`), the form that exports.
     """
     if consts is None:
       y, s4_state = self.s4.step(carry['s4'], x)
+    elif 'abar_re' in consts:
+      y, s4_state = _s4d_step_real(consts, carry['s4'], x)
     else:
       u = x.astype(jnp.float32)
       s4_state = consts['abar'] * carry['s4'] + consts['bbar'] * u[..., None]
@@ -502,6 +538,10 @@ class SpikingS4(nn.Module):
   def step_constants(self) -> list[dict[str, jnp.ndarray]]:
     """Every block's `step_constants` (computed once per stream)."""
     return [b.step_constants() for b in self.blocks]
+
+  def real_step_constants(self) -> list[dict[str, jnp.ndarray]]:
+    """Every block's `real_step_constants` (for exported steps)."""
+    return [b.real_step_constants() for b in self.blocks]
 
   def frame_step(
     self, carry: dict, mag: jnp.ndarray, consts: list | None = None
