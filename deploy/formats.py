@@ -19,6 +19,8 @@ Choices (packages from PyPI, pinned in constraints.txt):
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -31,8 +33,23 @@ SUFFIX = {'stablehlo': '.stablehlo', 'onnx': '.onnx', 'tflite': '.tflite'}
 BATCH = 'B'  # Name of the symbolic batch dimension.
 
 
-class ExportError(RuntimeError):
-  """A model that a format's converter cannot express."""
+class ExportError(ValueError):
+  """An export that cannot be done; the message says what to change."""
+
+
+@contextlib.contextmanager
+def _quiet_converters():
+  """Keeps the converters' INFO/WARNING chatter off the console."""
+  names = ('onnx_ir', 'jax2onnx', 'tensorflow', 'absl')
+  loggers = [logging.getLogger(n) for n in names]
+  levels = [lg.level for lg in loggers]
+  for lg in loggers:
+    lg.setLevel(logging.ERROR)
+  try:
+    yield
+  finally:
+    for lg, level in zip(loggers, levels, strict=True):
+      lg.setLevel(level)
 
 
 def arg_specs(
@@ -69,13 +86,14 @@ def to_onnx(
   import onnx  # pylint: disable=g-import-not-at-top
 
   try:
-    model = jax2onnx.to_onnx(
-      fn,
-      list(specs),
-      input_names=list(input_names),
-      output_names=list(output_names),
-      model_name='s4jax',
-    )
+    with _quiet_converters():
+      model = jax2onnx.to_onnx(
+        fn,
+        list(specs),
+        input_names=list(input_names),
+        output_names=list(output_names),
+        model_name='s4jax',
+      )
   except NotImplementedError as e:
     raise ExportError(f'ONNX cannot express this model: {e}') from e
   if metadata:
@@ -117,7 +135,7 @@ def to_tflite(
 
   module = tf.Module()
   module.serve = serve
-  with tempfile.TemporaryDirectory() as tmp:
+  with tempfile.TemporaryDirectory() as tmp, _quiet_converters():
     path = os.path.join(tmp, 'saved_model')
     tf.saved_model.save(module, path, signatures={'serving_default': serve})
     converter = tf.lite.TFLiteConverter.from_saved_model(path)

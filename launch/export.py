@@ -1,0 +1,144 @@
+r"""Exports a trained model to files that run without JAX.
+
+  python launch/export.py --pretrained=spiking_s4 --output_dir=export/ss4
+  python launch/export.py --workdir=runs/ss4 --form=offline --seconds=4 \
+      --formats=stablehlo,onnx --output_dir=export/ss4_offline
+
+Forms (`--form`):
+  stream   the streaming Spiking-S4 enhancer: one hop of samples and the
+           state tensors in, one hop and the next state out (no state
+           hidden in the runtime); STFT included, no complex numbers.
+  offline  a whole clip of `--seconds` (Spiking-S4 enhancer or S4M
+           separator).
+
+Formats (`--formats`, comma-separated): stablehlo (`jax.export`, symbolic
+batch), onnx (`jax2onnx`, symbolic batch, run with onnxruntime) and tflite
+(LiteRT, batch 1, run with ai-edge-litert). Every artifact is run against
+the JAX model before anything is written (the stream hop by hop over a
+`--check_seconds` test signal) and refused if it differs by more than
+1e-4 of the signal peak. `--output_dir` must not exist; it receives the
+artifacts and `metadata.json` (sample rate, hop, window, latency, state
+names and shapes, model, step, parameter count, s4jax version, file sizes
+and the checks). `examples/stream_enhance.py` runs the streaming ONNX or
+LiteRT file on a WAV file with no JAX installed.
+"""
+
+from __future__ import annotations
+
+from absl import app, flags
+
+from s4jax.training import runtime
+
+_WORKDIR = flags.DEFINE_string(
+  'workdir',
+  None,
+  'Training run directory (launch/train.py). One of --workdir, '
+  '--checkpoint and --pretrained is required.',
+)
+_CHECKPOINT = flags.DEFINE_string(
+  'checkpoint',
+  None,
+  'One checkpoint folder <workdir>/checkpoints/<step>. One of --workdir, '
+  '--checkpoint and --pretrained is required.',
+)
+_PRETRAINED = flags.DEFINE_string(
+  'pretrained',
+  None,
+  'Name of a pretrained model that ships with s4jax (e.g. spiking_s4). One '
+  'of --workdir, --checkpoint and --pretrained is required.',
+)
+_PRETRAINED_DIR = flags.DEFINE_string(
+  'pretrained_dir',
+  None,
+  'With --pretrained: folder holding the pretrained models (default: '
+  '$S4JAX_PRETRAINED_DIR, else the pretrained/ package folder).',
+)
+_STEP = flags.DEFINE_string(
+  'step', 'best', 'With --workdir: best, latest or a step number.'
+)
+_FORM = flags.DEFINE_enum(
+  'form',
+  'stream',
+  ['stream', 'offline'],
+  'stream: hop in, hop out, explicit state (Spiking-S4 only); offline: a '
+  'whole clip of --seconds.',
+)
+_FORMATS = flags.DEFINE_list(
+  'formats',
+  ['stablehlo', 'onnx', 'tflite'],
+  'Formats to write: stablehlo, onnx, tflite.',
+)
+_SECONDS = flags.DEFINE_float(
+  'seconds', 4.0, 'With --form=offline: the clip length the file takes.'
+)
+_CHECK_SECONDS = flags.DEFINE_float(
+  'check_seconds',
+  10.0,
+  'Length of the test signal each streaming artifact is checked on.',
+)
+_OUTPUT_DIR = flags.DEFINE_string(
+  'output_dir',
+  None,
+  'Required. New folder for the artifacts and metadata.json (an existing '
+  'path is refused).',
+)
+flags.mark_flags_as_required(['output_dir'])
+
+
+def _load():
+  """The model named by --workdir, --checkpoint or --pretrained."""
+  sources = (_WORKDIR.value, _CHECKPOINT.value, _PRETRAINED.value)
+  if sum(bool(s) for s in sources) != 1:
+    raise ValueError(
+      'Pass exactly one of --workdir, --checkpoint and --pretrained.'
+    )
+  if _PRETRAINED.value:
+    from pretrained import hub  # pylint: disable=g-import-not-at-top
+
+    model = hub.from_pretrained(_PRETRAINED.value, root=_PRETRAINED_DIR.value)
+    return model, f'pretrained:{_PRETRAINED.value}'
+  from s4jax.training import inference  # pylint: disable=g-import-not-at-top
+
+  path = _WORKDIR.value or _CHECKPOINT.value
+  step = None if _CHECKPOINT.value else _STEP.value
+  return inference.load(path, step), path
+
+
+def main(argv):
+  """Program entry point (after flag parsing)."""
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  runtime.quiet_library_logs()
+  with runtime.errors_as_messages():
+    from deploy import artifacts  # pylint: disable=g-import-not-at-top
+
+    artifacts.check_output_dir(_OUTPUT_DIR.value)
+    fmts = tuple(f.strip() for f in _FORMATS.value if f.strip())
+    artifacts.check_formats(fmts)
+    model, source = _load()
+    if _FORM.value == 'stream':
+      form = artifacts.stream_form(model, source)
+      check = artifacts.stream_check(form, _CHECK_SECONDS.value)
+    else:
+      form = artifacts.offline_form(model, source, _SECONDS.value)
+      check = artifacts.offline_check(form)
+    meta = artifacts.write(form, _OUTPUT_DIR.value, fmts, check=check)
+  print(
+    f'Exported {meta["model"]} ({meta["form"]}, step {meta["step"]}, '
+    f'{meta["param_count"]:,} parameters) to {_OUTPUT_DIR.value}:'
+  )
+  for info in meta['files'].values():
+    rel = info['check'].get('relative_error')
+    print(
+      f'  {info["file"]:<28}{info["bytes"]:>12,} bytes   max error '
+      f'{rel:.2g} of peak'
+    )
+  if 'latency_ms' in meta:
+    print(
+      f'Latency {meta["latency_samples"]} samples ({meta["latency_ms"]:g} ms '
+      f'at {meta["sample_rate"]} Hz); hop {meta["hop_length"]} samples.'
+    )
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=runtime.parse_flags)
