@@ -29,6 +29,7 @@ TOOLS = {
   'demo.py': set(),
   'export_pretrained.py': {'workdir', 'name'},
   'build_corpus.py': set(),
+  'export.py': {'output_dir'},
 }
 _ENTRY = re.compile(r'^  (?:-\S,)?--(?:\[no\])?(\w+): ?(.*)$')
 
