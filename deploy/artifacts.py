@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deploy import formats, runners
+from deploy import formats, quant, runners
 from s4jax.models import portable
 from s4jax.training import tasks as tasks_lib
 
@@ -116,12 +116,39 @@ def _model_metadata(model, source: str) -> dict[str, Any]:
   }
 
 
-def stream_form(model, source: str) -> Form:
+def _seofp(model, bits: int | None):
+  """`(params, encoded or None, metadata)` with SEOFP weights when `bits`.
+
+  The params returned are the quantised values (what the exported graph
+  decodes), so the JAX reference of every check is the quantised model.
+  """
+  if not bits:
+    return model.params, None, None
+  from pretrained import export as pretrained_export  # pylint: disable=g-import-not-at-top
+
+  rules = pretrained_export.seofp_rules(model.config, bits)
+  encoded = quant.encode_params(model.params, rules)
+  params = jax.device_get(jax.jit(lambda: quant.decode_params(encoded))())
+  stored, full = quant.stored_bytes(encoded)
+  trained = bool(model.config.get('quant', {}).get('enabled', False))
+  meta = {
+    'scheme': 'seofp',
+    'exponent_bits': bits,
+    'parameter_bytes': stored,
+    'parameter_bytes_float32': full,
+    'trained_with_quantisation': trained,
+  }
+  return params, encoded, meta
+
+
+def stream_form(model, source: str, seofp_bits: int | None = None) -> Form:
   """The streaming Spiking-S4 enhancer of a loaded model.
 
   Args:
     model: a loaded `s4jax.training.inference.Enhancer`.
     source: where it came from, for the metadata.
+    seofp_bits: store the Dense weights SEOFP-quantised at this many
+      exponent bits (int8 codes decoded in the graph, `deploy.quant`).
 
   Raises:
     ExportError: the model has no streaming form (a separator, S4M).
@@ -132,11 +159,16 @@ def stream_form(model, source: str) -> Form:
       'Spiking-S4 enhancers stream. Export it with --form=offline.'
     )
   model_config = tasks_lib.model_config_for(model.config)
-  stream = portable.SpikingS4Stream({'params': model.params}, model_config)
+  params, encoded, quant_meta = _seofp(model, seofp_bits)
+  stream = portable.SpikingS4Stream({'params': params}, model_config)
   names = stream.state_names
 
   def fn(hop, *state):
-    out, new = stream.step(hop, dict(zip(names, state, strict=True)))
+    variables = None
+    if encoded is not None:  # Decoded in the graph from int8 codes.
+      variables = {'params': quant.decode_params(encoded)}
+    state = dict(zip(names, state, strict=True))
+    out, new = stream.step(hop, state, variables)
     return (out, *(new[n] for n in names))
 
   hop = stream.hop_length
@@ -150,6 +182,7 @@ def stream_form(model, source: str) -> Form:
   meta = _model_metadata(model, source)
   meta.update(
     form='stream',
+    quantisation=quant_meta,
     hop_length=hop,
     n_fft=stream.n_fft,
     win_length=int(mc.get('win_length') or stream.n_fft),
@@ -175,7 +208,7 @@ def stream_form(model, source: str) -> Form:
     ),
   )
   return Form(
-    name='spiking_s4_stream',
+    name='spiking_s4_stream' + (f'_seofp{seofp_bits}' if encoded else ''),
     fn=fn,
     portable_fn=fn,
     inputs=(Tensor('hop', (hop,)), *states),

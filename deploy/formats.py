@@ -41,13 +41,19 @@ class ExportError(ValueError):
 def _quiet_converters():
   """Keeps the converters' INFO/WARNING chatter off the console."""
   names = ('onnx_ir', 'jax2onnx', 'tensorflow', 'absl')
-  loggers = [logging.getLogger(n) for n in names]
+  # jax2onnx logs its settings through the root logger.
+  loggers = [logging.getLogger()] + [logging.getLogger(n) for n in names]
   levels = [lg.level for lg in loggers]
   for lg in loggers:
     lg.setLevel(logging.ERROR)
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.ERROR)
   try:
     yield
   finally:
+    absl_logging.set_verbosity(verbosity)
     for lg, level in zip(loggers, levels, strict=True):
       lg.setLevel(level)
 
@@ -133,6 +139,7 @@ def to_tflite(
     outs = converted(*args)
     return dict(zip(output_names, outs, strict=True))
 
+  tf.get_logger().setLevel(logging.ERROR)  # Saver INFO lines.
   module = tf.Module()
   module.serve = serve
   with tempfile.TemporaryDirectory() as tmp, _quiet_converters():

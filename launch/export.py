@@ -76,6 +76,14 @@ _CHECK_SECONDS = flags.DEFINE_float(
   10.0,
   'Length of the test signal each streaming artifact is checked on.',
 )
+_SEOFP_BITS = flags.DEFINE_integer(
+  'seofp_bits',
+  None,
+  'With --form=stream: store the Dense weights SEOFP-quantised (sign + '
+  "this many exponent bits, 1-8, the run's config.quant rules) as int8 "
+  'codes that the graph decodes exactly; the checks then compare with the '
+  'quantised JAX model.',
+)
 _OUTPUT_DIR = flags.DEFINE_string(
   'output_dir',
   None,
@@ -117,9 +125,11 @@ def main(argv):
     artifacts.check_formats(fmts)
     model, source = _load()
     if _FORM.value == 'stream':
-      form = artifacts.stream_form(model, source)
+      form = artifacts.stream_form(model, source, _SEOFP_BITS.value)
       check = artifacts.stream_check(form, _CHECK_SECONDS.value)
     else:
+      if _SEOFP_BITS.value:
+        raise ValueError('--seofp_bits applies to --form=stream only.')
       form = artifacts.offline_form(model, source, _SECONDS.value)
       check = artifacts.offline_check(form)
     meta = artifacts.write(form, _OUTPUT_DIR.value, fmts, check=check)
@@ -132,6 +142,13 @@ def main(argv):
     print(
       f'  {info["file"]:<28}{info["bytes"]:>12,} bytes   max error '
       f'{rel:.2g} of peak'
+    )
+  if meta.get('quantisation'):
+    q = meta['quantisation']
+    print(
+      f'SEOFP {q["exponent_bits"]}-bit weights: parameters stored in '
+      f'{q["parameter_bytes"]:,} bytes (float32: '
+      f'{q["parameter_bytes_float32"]:,}).'
     )
   if 'latency_ms' in meta:
     print(

@@ -218,11 +218,17 @@ class SpikingS4Stream:
     return re, im
 
   def step(
-    self, hop: jnp.ndarray, state: dict[str, jnp.ndarray]
+    self,
+    hop: jnp.ndarray,
+    state: dict[str, jnp.ndarray],
+    variables: Any = None,
   ) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
     """One hop: hop float32 `(B, hop_length)` -> (out `(B, hop_length)`, state).
 
     Pure and jittable; `state` holds the tensors of `state_specs`.
+    `variables` optionally replaces the model variables of the dense layers
+    (e.g. weights decoded inside an exported graph); the precomputed S4
+    constants always come from the variables given at construction.
     """
     p, hop_len = self.pad_hops, self.hop_length
     count = state['count']
@@ -232,7 +238,7 @@ class SpikingS4Stream:
     re, im = self._analyse(inputs, count)
     mag = jnp.sqrt(re * re + im * im)
     mask, carry = self.model.apply(
-      self.variables,
+      self.variables if variables is None else variables,
       self._carry(state),
       mag,
       self._consts,
