@@ -1,0 +1,111 @@
+r"""Per-hop latency of the exported streaming enhancer, against JAX.
+
+Run on one core:
+
+  taskset -c 0 env XLA_FLAGS='--xla_cpu_multi_thread_eigen=false \
+    intra_op_parallelism_threads=1' python benchmarks/export_latency.py
+
+Exports the shipped `pretrained/spiking_s4` stream (float32 and SEOFP
+5-bit) to ONNX and LiteRT in memory, then times one hop in steady state,
+interleaving the runtimes hop by hop so that machine-load drift hits them
+alike:
+
+* `jax stream_step`: `s4jax.models.spiking_s4.stream_step`, the baseline
+  (the JAX streaming model users call today);
+* `jax portable step`: the exported function itself under `jax.jit`;
+* `onnxruntime` and `litert`: the artifacts, one thread each, fed and read
+  as NumPy arrays as a device loop would (`examples/stream_enhance.py`).
+
+Reports the median and p99 wall time per 8 ms hop, the ratio of each
+median to the `stream_step` median, and the artifact sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from deploy import artifacts, runners
+from pretrained import hub
+from s4jax.models import spiking_s4
+
+
+def main() -> None:
+  """Prints the latency and size tables."""
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  parser.add_argument('--hops', type=int, default=2000)
+  args = parser.parse_args()
+  enh = hub.from_pretrained('spiking_s4')
+  variables = {'params': enh.params}
+  form = artifacts.stream_form(enh, 'pretrained:spiking_s4')
+  qform = artifacts.stream_form(enh, 'pretrained:spiking_s4', seofp_bits=5)
+  blobs = {}
+  for f in (form, qform):
+    for fmt in ('stablehlo', 'onnx', 'tflite'):
+      blobs[f.name, fmt] = artifacts.build(f, fmt, fmt != 'tflite')
+  signal = artifacts.test_signal(args.hops * 128 / 16000, 16000)
+  hops = [signal[:, m * 128 : (m + 1) * 128] for m in range(args.hops)]
+
+  state = spiking_s4.init_stream(variables, enh.config.model, 1)
+  jstep = jax.jit(form.fn)
+  jstate = [jnp.asarray(a) for a in artifacts._zero_state(form, 1)]  # pylint: disable=protected-access
+  ort = runners.OnnxRunner(blobs[form.name, 'onnx'])
+  lrt = runners.LiteRTRunner(blobs[form.name, 'tflite'])
+  states = {
+    k: dict(
+      zip(form.input_names[1:], artifacts._zero_state(form, 1), strict=True)
+    )  # pylint: disable=protected-access
+    for k in ('onnx', 'litert')
+  }
+  nexts = dict(zip(form.output_names[1:], form.input_names[1:], strict=True))
+  times = {k: [] for k in ('stream_step', 'portable', 'onnx', 'litert')}
+  for hop in hops:
+    t = time.perf_counter()
+    out, state = spiking_s4.stream_step(variables, state, jnp.asarray(hop))
+    np.asarray(out)
+    times['stream_step'].append(time.perf_counter() - t)
+    t = time.perf_counter()
+    out, *jstate = jstep(jnp.asarray(hop), *jstate)
+    np.asarray(out)
+    times['portable'].append(time.perf_counter() - t)
+    for key, run in (('onnx', ort.run), ('litert', lrt.run)):
+      t = time.perf_counter()
+      res = run({'hop': hop, **states[key]})
+      states[key] = {nexts[n]: v for n, v in res.items() if n in nexts}
+      times[key].append(time.perf_counter() - t)
+
+  skip = min(200, args.hops // 4)  # Compilation and warm-up.
+  base = np.median(times['stream_step'][skip:])
+  print(
+    f'{platform.processor() or platform.machine()}, {args.hops} hops of 8 ms '
+    f'(first {skip} dropped), one thread per runtime'
+  )
+  print('| runtime | median ms/hop | p99 ms/hop | median / stream_step |')
+  print('|---|---|---|---|')
+  names = {
+    'stream_step': 'JAX `spiking_s4.stream_step` (baseline)',
+    'portable': 'JAX, exported function under `jax.jit`',
+    'onnx': 'onnxruntime, `.onnx`',
+    'litert': 'LiteRT interpreter, `.tflite`',
+  }
+  for key, label in names.items():
+    t = np.asarray(times[key][skip:]) * 1e3
+    print(
+      f'| {label} | {np.median(t):.3f} | {np.percentile(t, 99):.3f} | '
+      f'x{np.median(t) / base / 1e3:.2f} |'
+    )
+  print()
+  print('| artifact | float32 bytes | SEOFP 5-bit bytes |')
+  print('|---|---|---|')
+  for fmt in ('stablehlo', 'onnx', 'tflite'):
+    a, b = len(blobs[form.name, fmt]), len(blobs[qform.name, fmt])
+    print(f'| {fmt} | {a:,} | {b:,} |')
+
+
+if __name__ == '__main__':
+  main()
