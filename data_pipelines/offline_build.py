@@ -104,6 +104,40 @@ class MissingPackagesError(offline_sources.SourceError):
     self.packages = sorted(set(packages))
 
 
+class InstallError(MissingPackagesError):
+  """The installer failed for `packages`."""
+
+
+def check_or_install(
+  opts: BuildOptions,
+  install: Callable[[list[str]], int] | None = None,
+  rounds: int = 3,
+) -> None:
+  """`check_sources`, installing what is missing when `install` is given.
+
+  Checks again after each installation, up to `rounds` times: a tool such as
+  ffmpeg is only found to be needed once the sources that use it are there.
+
+  Args:
+    opts: the build options (`check_sources`).
+    install: `install(packages) -> exit status`, or None to only check.
+    rounds: installations tried at most.
+
+  Raises:
+    MissingPackagesError: still missing (or `install` is None).
+    InstallError: `install` returned non-zero.
+  """
+  for attempt in range(rounds + 1):
+    try:
+      check_sources(opts)
+      return
+    except MissingPackagesError as e:
+      if install is None or attempt == rounds:
+        raise
+      if install(list(e.packages)) != 0:
+        raise InstallError(str(e), e.packages) from e
+
+
 # ----------------------------------------------------------------------------
 # Decoding and cleaning.
 

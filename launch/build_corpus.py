@@ -231,15 +231,12 @@ def main(argv):
   opts = options_from_flags()
   start = time.time()
   try:
-    offline_build.check_sources(opts)
-  except offline_build.MissingPackagesError as e:
-    if not _INSTALL.value:
-      sys.exit(f'error: {e}')
-    if install(e.packages) != 0:
-      sys.exit(
-        f'error: apt-get failed; run it yourself:\n  sudo '
-        f'{offline_sources.apt_line(e.packages)}'
-      )
+    offline_build.check_or_install(opts, install if _INSTALL.value else None)
+  except offline_build.InstallError as e:
+    sys.exit(
+      f'error: apt-get failed; run it yourself:\n  sudo '
+      f'{offline_sources.apt_line(e.packages)}'
+    )
   except offline_sources.SourceError as e:
     sys.exit(f'error: {e}')
   last = [0.0]

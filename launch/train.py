@@ -4,6 +4,8 @@ Examples:
   python launch/train.py --config=configs/demo.py --workdir=runs/demo
   python launch/train.py --config=configs/s4m_tiny.py:smoke=True \
       --workdir=/tmp/s4m --config.optimizer.learning_rate=3e-4
+  python launch/train.py --config=configs/spiking_s4_offline.py \
+      --workdir=runs/finetune --init_from=spiking_s4   # fine-tune
 
 Overrides (`--config.a.b=value`) are type-checked against the recipe; an
 unknown key or a wrong type stops the program before any work. The same
@@ -14,6 +16,8 @@ checkpoint in `--workdir`; SIGTERM saves a checkpoint and exits.
 """
 
 from __future__ import annotations
+
+import os
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -45,7 +49,39 @@ _MULTIHOST = flags.DEFINE_enum(
   'Call jax.distributed.initialize() (auto: when the environment describes '
   'several processes).',
 )
+_INIT_FROM = flags.DEFINE_string(
+  'init_from',
+  None,
+  'Fine-tune: start a new run from trained parameters instead of a fresh '
+  'initialisation (fresh optimiser): a pretrained model name (e.g. '
+  'spiking_s4), a training workdir (its latest checkpoint) or a checkpoint '
+  'folder <workdir>/checkpoints/<step>. The recipe must build the same '
+  'model. Ignored when --workdir already holds a checkpoint (the run '
+  'resumes).',
+)
 flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def _initial_params(source: str | None):
+  """Parameters named by --init_from, or None."""
+  if not source:
+    return None
+  from pretrained import hub  # pylint: disable=g-import-not-at-top
+
+  if source in hub.available():
+    model = hub.from_pretrained(source)
+  elif os.path.exists(source):
+    from s4jax.training import inference  # pylint: disable=g-import-not-at-top
+
+    model = inference.load(source)
+  else:
+    raise ValueError(
+      f'--init_from={source}: neither a pretrained model '
+      f'({", ".join(hub.available()) or "none installed"}) nor an existing '
+      'workdir or checkpoint folder.'
+    )
+  logging.info('Fine-tuning from %s (step %d).', source, model.step)
+  return model.params
 
 
 def main(argv):
@@ -62,6 +98,7 @@ def main(argv):
       runtime.loaded_config(_CONFIG),
       _WORKDIR.value,
       runtime.load_input_pipeline(_PIPELINE.value),
+      initial_params=_initial_params(_INIT_FROM.value),
     )
   if result.preempted:
     logging.warning(

@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -317,6 +318,7 @@ def train_and_evaluate(
   input_pipeline: InputPipeline,
   *,
   metric_fn: evaluation.MetricFn | None = None,
+  initial_params: Any = None,
 ) -> TrainResult:
   """Trains (resuming if possible), evaluates and checkpoints.
 
@@ -325,6 +327,10 @@ def train_and_evaluate(
     workdir: where checkpoints, TensorBoard events and reports go.
     input_pipeline: provides `create_train_iterator`/`create_eval_iterator`.
     metric_fn: evaluation metric function (default: `s4jax.audio.metrics`).
+    initial_params: fine-tuning: a new run (no checkpoint in `workdir`)
+      starts from these parameters instead of a fresh initialisation, with
+      a fresh optimiser; they must have the model's exact structure and
+      shapes. A run that resumes from a checkpoint ignores them.
 
   Returns:
     A `TrainResult`.
@@ -346,17 +352,54 @@ def train_and_evaluate(
     config.train.batch_size, run.mesh, 'config.train.batch_size'
   )
   try:
-    return _train(run)
+    return _train(run, initial_params)
   finally:
     run.close()
 
 
-def _train(run: _Run) -> TrainResult:
+def _tree_shapes(tree: Any) -> dict[str, tuple]:
+  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {
+    jax.tree_util.keystr(k): (np.shape(v), np.dtype(v.dtype).name)
+    for k, v in flat
+  }
+
+
+def with_initial_params(state, params: Any):
+  """`state` with `params` in place of its parameters (same shardings).
+
+  Raises:
+    ValueError: naming the parameters whose path, shape or dtype differ.
+  """
+  have, want = _tree_shapes(params), _tree_shapes(state.params)
+  if have != want:
+    diff = sorted(
+      f'{k}: {have.get(k, "missing")} (model: {want.get(k, "none")})'
+      for k in set(have) | set(want)
+      if have.get(k) != want.get(k)
+    )
+    raise ValueError(
+      "The initial parameters do not fit this recipe's model ("
+      f'{len(diff)} differ): {"; ".join(diff[:5])}. Fine-tune with the '
+      'recipe the parameters were trained with.'
+    )
+  placed = jax.tree.map(
+    lambda p, s: jax.device_put(jnp.asarray(p, s.dtype), s.sharding),
+    params,
+    state.params,
+  )
+  return state.replace(params=placed)
+
+
+def _train(run: _Run, initial_params: Any = None) -> TrainResult:
   config, workdir = run.config, run.workdir
   state = ckpt_lib.restore_or_init(
     config, run.task, run.tx, run.mesh, run.checkpointer
   )
   start = int(state.step)
+  if initial_params is not None and start == 0:
+    state = with_initial_params(state, initial_params)
+    logging.info('Fine-tuning: starting from the given parameters.')
   num_steps = int(config.train.num_steps)
   _write_config(config, workdir)
   # clu's writers import TensorFlow (TensorBoard event files); imported here

@@ -58,3 +58,40 @@ def test_missing_packages_then_build(tmp_path):
   assert {r['package'] for r in speech} == {'asterisk-core-sounds-en-wav'}
   assert all(r['licence'] == 'CC0-1.0' for r in rows if r['kind'] == 'noise')
   assert os.path.exists(os.path.join(out, 'COMPLETE.json'))
+
+
+def test_install_rounds_until_nothing_is_missing(monkeypatch):
+  """ffmpeg is found missing only after the sources that need it arrive."""
+  from data_pipelines import offline_build
+
+  missing = [['asterisk-core-sounds-en-g722'], ['ffmpeg']]
+  installed = []
+
+  def check(opts):
+    if missing:
+      raise offline_build.MissingPackagesError('missing', missing.pop(0))
+
+  monkeypatch.setattr(offline_build, 'check_sources', check)
+  offline_build.check_or_install(None, lambda p: installed.append(p) or 0)
+  assert installed == [['asterisk-core-sounds-en-g722'], ['ffmpeg']]
+
+
+def test_a_failed_install_and_a_package_that_stays_missing_are_errors(
+  monkeypatch,
+):
+  import pytest
+
+  from data_pipelines import offline_build
+
+  def check(opts):
+    raise offline_build.MissingPackagesError('missing ffmpeg', ['ffmpeg'])
+
+  monkeypatch.setattr(offline_build, 'check_sources', check)
+  with pytest.raises(offline_build.InstallError):
+    offline_build.check_or_install(None, lambda p: 100)
+  calls = []
+  with pytest.raises(offline_build.MissingPackagesError, match='ffmpeg'):
+    offline_build.check_or_install(None, lambda p: calls.append(p) or 0)
+  assert len(calls) == 3  # Then it gives up.
+  with pytest.raises(offline_build.MissingPackagesError):
+    offline_build.check_or_install(None)  # Without --install: no rounds.

@@ -254,3 +254,51 @@ def test_sigterm_before_the_first_step_exits_promptly(tmp_path):
   )
   assert 'exiting now without saving' in result.stderr, result.stderr[-2000:]
   assert not list((workdir / 'checkpoints').glob('*')), 'nothing to save'
+
+
+def test_fine_tuning_starts_from_the_given_parameters(tmp_path):
+  config = toy_config.get_config('steps=2')
+  first = trainer.train_and_evaluate(config, str(tmp_path / 'a'), testing)
+  params = jax.device_get(first.state.params)
+  config.optimizer.learning_rate = 0.0  # So the run keeps what it got.
+  config.optimizer.weight_decay = 0.0
+  second = trainer.train_and_evaluate(
+    config, str(tmp_path / 'b'), testing, initial_params=params
+  )
+  for a, b in zip(
+    jax.tree.leaves(params), jax.tree.leaves(second.state.params), strict=True
+  ):
+    np.testing.assert_array_equal(np.asarray(b), a)
+  fresh = trainer.train_and_evaluate(config, str(tmp_path / 'c'), testing)
+  assert any(
+    not np.array_equal(np.asarray(a), np.asarray(b))
+    for a, b in zip(
+      jax.tree.leaves(params), jax.tree.leaves(fresh.state.params), strict=True
+    )
+  ), 'a fresh run should not start from the given parameters'
+
+
+def test_initial_parameters_of_another_model_are_refused(tmp_path):
+  config = toy_config.get_config('steps=2')
+  first = trainer.train_and_evaluate(config, str(tmp_path / 'a'), testing)
+  params = jax.device_get(first.state.params)
+  leaf_path = jax.tree_util.tree_flatten_with_path(params)[0][0][0]
+  params = jax.tree_util.tree_map_with_path(
+    lambda p, v: np.zeros((3, 3), np.float32) if p == leaf_path else v, params
+  )
+  with pytest.raises(ValueError, match='do not fit') as e:
+    trainer.train_and_evaluate(
+      config, str(tmp_path / 'b'), testing, initial_params=params
+    )
+  assert '(3, 3)' in str(e.value), str(e.value)
+
+
+def test_init_from_an_unknown_source_is_one_error_line(tmp_path):
+  result = cli.run(
+    'train.py',
+    '--config=tests/training/toy_config.py',
+    '--input_pipeline=s4jax.training.testing',
+    f'--workdir={tmp_path}/run',
+    '--init_from=no_such_model',
+  )
+  cli.assert_fails_with(result, 'neither a pretrained model', 'spiking_s4')
