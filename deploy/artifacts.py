@@ -477,3 +477,51 @@ def offline_check(form: Form, threads: int = 1):
     return compare(fmt, np.asarray(got), want, what)
 
   return check
+
+
+def export(
+  model,
+  out_dir: str,
+  *,
+  form: str = 'stream',
+  fmts: tuple[str, ...] = formats.FORMATS,
+  seconds: float = 4.0,
+  seofp_bits: int | None = None,
+  check_seconds: float = 10.0,
+  source: str = 'python',
+) -> dict[str, Any]:
+  """Exports a loaded model in one call (what `launch/export.py` does).
+
+  Example::
+
+    from pretrained import hub
+    from deploy import artifacts
+    meta = artifacts.export(hub.from_pretrained('spiking_s4'), 'out/ss4')
+
+  Args:
+    model: a loaded `s4jax.training.inference.Enhancer`
+      (`inference.load(workdir)` or `pretrained.hub.from_pretrained(name)`).
+    out_dir: a new folder.
+    form: 'stream' or 'offline'.
+    fmts: formats from `formats.FORMATS`.
+    seconds: clip length of the offline form.
+    seofp_bits: SEOFP weights (stream form).
+    check_seconds: length of the stream check signal.
+    source: recorded in the metadata.
+
+  Returns:
+    The metadata written to `out_dir/metadata.json`.
+  """
+  check_output_dir(out_dir)
+  check_formats(fmts)
+  if form == 'stream':
+    f = stream_form(model, source, seofp_bits)
+    check = stream_check(f, check_seconds)
+  elif form == 'offline':
+    if seofp_bits:
+      raise ExportError('SEOFP weights are exported with the stream form only.')
+    f = offline_form(model, source, seconds)
+    check = offline_check(f)
+  else:
+    raise ExportError(f'Unknown form {form!r}; choose from {FORMS}.')
+  return write(f, out_dir, fmts, check=check)

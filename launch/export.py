@@ -123,16 +123,19 @@ def main(argv):
     artifacts.check_output_dir(_OUTPUT_DIR.value)
     fmts = tuple(f.strip() for f in _FORMATS.value if f.strip())
     artifacts.check_formats(fmts)
+    if _SEOFP_BITS.value and _FORM.value != 'stream':
+      raise ValueError('--seofp_bits applies to --form=stream only.')
     model, source = _load()
-    if _FORM.value == 'stream':
-      form = artifacts.stream_form(model, source, _SEOFP_BITS.value)
-      check = artifacts.stream_check(form, _CHECK_SECONDS.value)
-    else:
-      if _SEOFP_BITS.value:
-        raise ValueError('--seofp_bits applies to --form=stream only.')
-      form = artifacts.offline_form(model, source, _SECONDS.value)
-      check = artifacts.offline_check(form)
-    meta = artifacts.write(form, _OUTPUT_DIR.value, fmts, check=check)
+    meta = artifacts.export(
+      model,
+      _OUTPUT_DIR.value,
+      form=_FORM.value,
+      fmts=fmts,
+      seconds=_SECONDS.value,
+      seofp_bits=_SEOFP_BITS.value,
+      check_seconds=_CHECK_SECONDS.value,
+      source=source,
+    )
   print(
     f'Exported {meta["model"]} ({meta["form"]}, step {meta["step"]}, '
     f'{meta["param_count"]:,} parameters) to {_OUTPUT_DIR.value}:'
@@ -140,7 +143,7 @@ def main(argv):
   for info in meta['files'].values():
     rel = info['check'].get('relative_error')
     print(
-      f'  {info["file"]:<28}{info["bytes"]:>12,} bytes   max error '
+      f'  {info["file"]:<34}{info["bytes"]:>12,} bytes   max error '
       f'{rel:.2g} of peak'
     )
   if meta.get('quantisation'):
