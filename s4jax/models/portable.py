@@ -23,19 +23,31 @@ can analyse frames 0 and 1 together one hop earlier, but that needs a
 branch that runs the network twice; here every hop runs it once, and the
 output is `stream_step`'s delayed by one hop: output hop `m` leaves with
 input hop `m + 2p`, a latency of `n_fft + hop` samples (40 ms at 16 kHz).
+
+Offline (whole-clip) forms: `offline(fn)` traces a model function with the
+parameter-only work (S4 kernels, complex included) folded into constants
+and the FFT convolutions as direct ones (`s4jax.portable_ops`);
+`trace_offline` does that trace once, ahead of `jax2onnx`.
+`spiking_s4_offline` (STFT and iSTFT as real DFT products, `real_stft`,
+`real_istft`) and `s4m_offline` build the two models' exportable functions
+for one clip length; exports take fixed shapes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend import core as jax_core
 
+from s4jax import portable_ops
 from s4jax.audio import stft as stft_lib
-from s4jax.models import spiking_s4
+from s4jax.models import s4m, spiking_s4
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -263,3 +275,316 @@ class SpikingS4Stream:
 
   def param_count(self) -> int:
     return spiking_s4.param_count(self.variables)
+
+
+# Offline (whole-clip) forms -------------------------------------------------
+
+
+def offline(fn: Callable[..., Any]) -> Callable[..., Any]:
+  """`fn` in its exportable whole-clip form: parameters folded, no FFT.
+
+  Calling the returned function runs `fn` inside
+  `jax.ensure_compile_time_eval()` and `s4jax.portable_ops.portable_ops()`.
+  So while `fn` is traced, every computation on concrete arrays only (on the
+  closed-over parameters: the S4 kernels with their complex Vandermonde or
+  Cauchy evaluation and inverse FFT, PLIF time constants, ...) runs eagerly
+  and enters the graph as a constant, and `s4jax.ssm.kernels.fft_conv`
+  traces to a direct convolution. What is left depends on the arguments
+  and is real-valued; `jax2tf` -> LiteRT converts it as it is, `jax2onnx`
+  after `trace_offline`.
+
+  Parameters passed as arguments are traced, not folded: `fn` should close
+  over them. Its signature and outputs are kept, e.g. for S4M
+  `mixture (B, T) -> estimates (B, S, T)`. The eager evaluation compiles
+  every operation on its own, so the first trace in a process is slow
+  (S4M-tiny: ~15 s on a CPU); later ones reuse those compilations.
+
+  Args:
+    fn: a function of arrays.
+
+  Returns:
+    The wrapped function; it composes with `jax.jit`.
+  """
+
+  @functools.wraps(fn)
+  def wrapped(*args, **kwargs):
+    with jax.ensure_compile_time_eval(), portable_ops.portable_ops():
+      return fn(*args, **kwargs)
+
+  return wrapped
+
+
+def trace_offline(
+  fn: Callable[..., Any], specs: Sequence[jax.ShapeDtypeStruct]
+) -> Callable[..., Any]:
+  """`offline(fn)` traced once at `specs` and returned as a replay.
+
+  `jax2onnx` traces with its own versions of many `jax.numpy` functions
+  patched in, and some of them (`jnp.tile`, `jnp.concatenate`) fail when
+  they run eagerly, as constant folding makes them do. Tracing here, outside
+  the converter, hands it `lax` primitives on the arguments with the folded
+  constants closed over; the folding is also done once for all formats.
+
+  Args:
+    fn: as for `offline`.
+    specs: a `jax.ShapeDtypeStruct` per positional argument, fixed shapes
+      (folding evaluates shape-dependent constants, which a symbolic batch
+      leaves unknown).
+
+  Returns:
+    A function of arrays of `specs`' shapes and dtypes returning what `fn`
+    returns.
+  """
+  closed, out_shape = jax.make_jaxpr(offline(fn), return_shape=True)(*specs)
+  out_tree = jax.tree.structure(out_shape)
+  run = jax_core.jaxpr_as_fun(closed)
+
+  def replay(*args):
+    return jax.tree.unflatten(out_tree, run(*args))
+
+  return replay
+
+
+def _reflect_pad(x: jnp.ndarray, pad: int) -> jnp.ndarray:
+  """`pad` mode='reflect' on the last axis, by gathers with constant indices."""
+  n = x.shape[-1]
+  left = np.arange(pad, 0, -1)
+  right = np.arange(n - 2, n - 2 - pad, -1)
+  return jnp.concatenate([x[..., left], x, x[..., right]], axis=-1)
+
+
+def _frames(x: jnp.ndarray, n_fft: int, hop: int, count: int) -> jnp.ndarray:
+  """Overlapping frames: real `(..., P)` -> `(..., count, n_fft)`."""
+  if n_fft % hop:
+    return x[..., np.arange(count)[:, None] * hop + np.arange(n_fft)]
+  r = n_fft // hop  # Frame t is hop blocks t .. t + r - 1 side by side.
+  blocks = x[..., : (count + r - 1) * hop]
+  blocks = blocks.reshape(*x.shape[:-1], count + r - 1, hop)
+  return jnp.concatenate(
+    [blocks[..., i : i + count, :] for i in range(r)], axis=-1
+  )
+
+
+def _blocks_per_frame(n: int, hop: int) -> int:
+  return -(-n // hop)
+
+
+def _overlap_add(frames: jnp.ndarray, hop: int) -> jnp.ndarray:
+  """Frames `hop` apart, summed: `(..., T, n)` -> `(..., (T - 1) hop + n)`.
+
+  Each frame is cut into `r = ceil(n / hop)` hop blocks; block `i` of frame
+  `t` lands on output block `t + i`, so the sum is `r` shifted copies.
+  """
+  count, n = frames.shape[-2:]
+  lead = frames.shape[:-2]
+  r = _blocks_per_frame(n, hop)
+  none = [(0, 0)] * len(lead)
+  if r * hop != n:
+    frames = jnp.pad(frames, none + [(0, 0), (0, r * hop - n)])
+  parts = frames.reshape(*lead, count, r, hop)
+  out = sum(
+    jnp.pad(parts[..., i, :], none + [(i, r - 1 - i), (0, 0)]) for i in range(r)
+  )
+  return out.reshape(*lead, (count + r - 1) * hop)[..., : (count - 1) * hop + n]
+
+
+def _envelope(window: np.ndarray, hop: int, count: int) -> np.ndarray:
+  """Overlap-added squared window of `count` frames (float64 NumPy)."""
+  n = window.shape[0]
+  r = _blocks_per_frame(n, hop)
+  w2 = np.pad(window**2, (0, r * hop - n)).reshape(r, hop)
+  env = np.zeros((count + r - 1, hop))
+  for i in range(r):
+    env[i : i + count] += w2[i]
+  return env.reshape(-1)[: (count - 1) * hop + n]
+
+
+def real_stft(
+  x: jnp.ndarray,
+  n_fft: int = 512,
+  hop_length: int = 128,
+  win_length: int | None = None,
+  window: str = 'rect',
+  center: bool = True,
+) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """`s4jax.audio.stft.stft` as `(Re, Im)`, by one real matrix product.
+
+  The centred reflect padding is two gathers with constant indices, the
+  framing a reshape into hops, and the windowed rfft a product with
+  `analysis_matrices`.
+
+  Args:
+    x: real `(..., L)` signal.
+    n_fft: FFT size (frame length).
+    hop_length: hop between frames.
+    win_length: window length (None: n_fft).
+    window: 'rect' or 'hann' (`stft.window_array`).
+    center: reflect-pad `n_fft // 2` samples on both sides first.
+
+  Returns:
+    `(re, im)`, each real `(..., T, n_fft // 2 + 1)` with
+    `T = stft.num_frames(L, hop_length, n_fft, center)`, dtype of `x`.
+  """
+  need = n_fft // 2 + 1 if center else n_fft
+  if x.ndim < 1 or not jnp.issubdtype(x.dtype, jnp.floating):
+    raise ValueError(
+      f'real_stft expects a real floating-point signal (..., L), got dtype '
+      f'{x.dtype} and shape {x.shape}.'
+    )
+  if x.shape[-1] < need:
+    raise ValueError(
+      f'Signal of {x.shape[-1]} samples is too short for n_fft={n_fft} '
+      f'(need at least {need}).'
+    )
+  if center:
+    x = _reflect_pad(x, n_fft // 2)
+  count = 1 + (x.shape[-1] - n_fft) // hop_length
+  a_re, a_im = analysis_matrices(
+    stft_lib.window_array(window, n_fft, win_length)
+  )
+  mat = jnp.asarray(np.concatenate([a_re, a_im], axis=1), x.dtype)
+  frames = _frames(x, n_fft, hop_length, count)
+  spec = jnp.matmul(frames, mat, precision=_HIGHEST)
+  bins = stft_lib.n_bins(n_fft)
+  return spec[..., :bins], spec[..., bins:]
+
+
+def real_istft(
+  re: jnp.ndarray,
+  im: jnp.ndarray,
+  n_fft: int = 512,
+  hop_length: int = 128,
+  win_length: int | None = None,
+  window: str = 'rect',
+  center: bool = True,
+  length: int | None = None,
+) -> jnp.ndarray:
+  """`s4jax.audio.stft.istft` of `re + 1j im`, by one real matrix product.
+
+  The windowed irfft of every frame is a product with `synthesis_matrices`,
+  followed by an overlap-add of shifted hop blocks and the division by the
+  (constant) overlap-added squared window.
+
+  Args:
+    re: real `(..., T, n_fft // 2 + 1)`, real part of the spectrogram.
+    im: its imaginary part, like `re`.
+    n_fft: FFT size, as given to `stft` (even).
+    hop_length: hop, as given to `stft`.
+    win_length: window length, as given to `stft`.
+    window: window name, as given to `stft`.
+    center: whether `stft` padded the signal.
+    length: output length; None gives `(T - 1) * hop_length` (centred). A
+      longer length is zero-padded, a shorter one truncated.
+
+  Returns:
+    Real `(..., length)`, dtype of `re`.
+  """
+  bins = stft_lib.n_bins(n_fft)
+  if re.shape != im.shape or re.shape[-1] != bins:
+    raise ValueError(
+      f'Expected real and imaginary parts (..., frames, {bins}) for '
+      f'n_fft={n_fft}, got {re.shape} and {im.shape}.'
+    )
+  if n_fft % 2:
+    raise ValueError(f'real_istft needs an even n_fft, got {n_fft}.')
+  count = re.shape[-2]
+  win = stft_lib.window_array(window, n_fft, win_length)
+  s_re, s_im = synthesis_matrices(win)
+  mat = jnp.asarray(np.concatenate([s_re, s_im], axis=0), re.dtype)
+  spec = jnp.concatenate([re, im], axis=-1)
+  y = _overlap_add(jnp.matmul(spec, mat, precision=_HIGHEST), hop_length)
+  env = _envelope(win, hop_length, count)
+  start = n_fft // 2 if center else 0
+  if length is None:
+    length = y.shape[-1] - 2 * start
+  stop = min(y.shape[-1], start + length)
+  if np.any(env[start:stop] < 1e-11):
+    raise ValueError(
+      f'The {window!r} window with hop {hop_length} violates the NOLA '
+      'condition (some output samples get no window weight); use a smaller '
+      'hop or another window.'
+    )
+  y = y[..., start:stop] / jnp.asarray(env[start:stop], y.dtype)
+  if y.shape[-1] < length:
+    y = jnp.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, length - y.shape[-1])])
+  return y
+
+
+def spiking_s4_offline(
+  variables: Any, model_or_config, num_samples: int
+) -> Callable[[jnp.ndarray], jnp.ndarray]:
+  """The whole-clip Spiking-S4 enhancer as an exportable function.
+
+  `enhance(noisy)` computes `SpikingS4.__call__(noisy)['estimate']` with the
+  STFT and iSTFT as real DFT products (`real_stft`, `real_istft`): the
+  magnitude and the masked spectrum are formed from `(Re, Im)` pairs, and
+  `SpikingS4.masks` runs under `offline` (direct S4 convolutions). The S4D
+  kernels for the clip's frame count are computed once, here.
+
+  Example::
+
+    enhance = spiking_s4_offline({'params': params}, config.model, 32000)
+    estimate = jax.jit(enhance)(noisy)        # (B, 32000) float32
+
+  Args:
+    variables: the model variables (`{'params': ...}`).
+    model_or_config: a `SpikingS4` or its `config.model`.
+    num_samples: the clip length L the function takes.
+
+  Returns:
+    `enhance`: real `(B, L)` noisy waveforms -> `(B, L)` estimates.
+  """
+  model = spiking_s4._as_model(model_or_config)  # pylint: disable=protected-access
+  variables = jax.tree.map(jnp.asarray, variables)
+  frames = stft_lib.num_frames(num_samples, model.hop_length, model.n_fft)
+  kernels = jax.jit(
+    lambda v: model.apply(v, frames, method=spiking_s4.SpikingS4.ssm_kernels)
+  )(variables)
+  stft_kwargs = model.stft_kwargs
+
+  def enhance(noisy: jnp.ndarray) -> jnp.ndarray:
+    if noisy.ndim != 2 or noisy.shape[-1] != num_samples:
+      raise ValueError(
+        f'This enhancer takes noisy waveforms (batch, {num_samples}), got '
+        f'shape {noisy.shape}; build one per clip length.'
+      )
+    x = noisy.astype(model.float_dtype)
+    re, im = real_stft(x, **stft_kwargs)
+    mag = jnp.sqrt(re * re + im * im)
+    mask, _ = model.apply(
+      variables, mag, True, kernels, method=spiking_s4.SpikingS4.masks
+    )
+    return real_istft(re * mask, im * mask, length=num_samples, **stft_kwargs)
+
+  return offline(enhance)
+
+
+def s4m_offline(
+  variables: Any, model_or_config
+) -> Callable[[jnp.ndarray], jnp.ndarray]:
+  """The S4M separator as an exportable function.
+
+  `separate(mixture)` is `S4M.__call__(mixture)['estimates']` under
+  `offline`: S4 kernels folded, direct bidirectional S4 convolutions and the
+  transposed-conv decoder as a product and an overlap-add
+  (`s4m_blocks.conv_transpose_overlap_add`). Rematerialisation (a training
+  device) is switched off; the shared-block `scan` is kept, so an exported
+  graph holds the block once.
+
+  Args:
+    variables: the model variables (`{'params': ...}`).
+    model_or_config: an `S4M` or its `config.model`.
+
+  Returns:
+    `separate`: real `(B, T)` mixtures -> `(B, S, T)` estimates.
+  """
+  model = model_or_config
+  if not isinstance(model, s4m.S4M):
+    model = s4m.from_config(model_or_config)
+  model = model.clone(remat=False)
+  variables = jax.tree.map(jnp.asarray, variables)
+
+  def separate(mixture: jnp.ndarray) -> jnp.ndarray:
+    return model.apply(variables, mixture)['estimates']
+
+  return offline(separate)

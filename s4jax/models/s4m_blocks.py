@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from s4jax import portable_ops
 from s4jax.layers import s4 as s4_layer
 
 SSM_MODES = ('s4', 's4d', 'identity')
@@ -83,9 +84,22 @@ def global_layer_norm(
   return _gln_fwd(x, gamma, beta)[0]
 
 
+def _mean_time_channels(x: jnp.ndarray) -> jnp.ndarray:
+  """Mean over time and channels, `(B, T, C) -> (B, 1, 1)`.
+
+  Inside `s4jax.portable_ops.portable_ops()` the mean is taken over channels,
+  then time: onnxruntime sums the `T C` float32 terms of one reduction in a
+  sequential pass, which at `T C ~ 2.5e5` (S4M-tiny, 0.5 s) loses about
+  2e-6 of relative accuracy per norm (1e-7 in two stages, as in XLA).
+  """
+  if portable_ops.enabled():
+    return jnp.mean(jnp.mean(x, axis=2, keepdims=True), axis=1, keepdims=True)
+  return jnp.mean(x, axis=(1, 2), keepdims=True)
+
+
 def _gln_fwd(x, gamma, beta):
-  mean = jnp.mean(x, axis=(1, 2), keepdims=True)
-  var = jnp.mean(jnp.square(x - mean), axis=(1, 2), keepdims=True)
+  mean = _mean_time_channels(x)
+  var = _mean_time_channels(jnp.square(x - mean))
   rstd = jax.lax.rsqrt(var + GLN_EPS)
   return (x - mean) * rstd * gamma + beta, (x, mean, rstd, gamma)
 
@@ -351,8 +365,9 @@ class ConvTranspose1d(nn.Module):
   `y[t] = sum_{f, k: t = f stride + k - padding} x[f] W[k]`, output length
   `(T - 1) stride - 2 padding + kernel_size`. Computed as a convolution of
   the stride-dilated input padded by `k - 1 - padding` with the flipped
-  kernel. The kernel is stored `(k, in, out)` with Xavier-uniform init (as
-  the release's decoder).
+  kernel (inside `s4jax.portable_ops.portable_ops()`, by
+  `conv_transpose_overlap_add`). The kernel is stored `(k, in, out)` with
+  Xavier-uniform init (as the release's decoder).
   """
 
   features: int
@@ -373,6 +388,10 @@ class ConvTranspose1d(nn.Module):
     pad = k - 1 - self.padding
     if pad < 0:
       raise ValueError(f'padding {self.padding} must be < kernel size {k}.')
+    if portable_ops.enabled():
+      return conv_transpose_overlap_add(
+        x.astype(self.dtype), w.astype(self.dtype), self.stride, self.padding
+      )
     return jax.lax.conv_general_dilated(
       x.astype(self.dtype),
       jnp.flip(w, axis=0).astype(self.dtype),
@@ -381,6 +400,43 @@ class ConvTranspose1d(nn.Module):
       lhs_dilation=(self.stride,),
       dimension_numbers=('NWC', 'WIO', 'NWC'),
     )
+
+
+def conv_transpose_overlap_add(
+  x: jnp.ndarray, w: jnp.ndarray, stride: int, padding: int
+) -> jnp.ndarray:
+  """`ConvTranspose1d` as one matrix product and an overlap-add.
+
+  The portable form of `ConvTranspose1d` (no dilated convolution, which
+  LiteRT cannot express): every input frame becomes `k` output samples
+  `x[f] W[j]`, placed at `f stride + j - padding` and summed. The taps are
+  zero-padded to a multiple of the stride, so the overlap-add is a sum of
+  `ceil(k / stride)` shifted copies.
+
+  Args:
+    x: real `(B, T, C_in)`.
+    w: `(k, C_in, C_out)` kernel, as `ConvTranspose1d` stores it.
+    stride: hop between the frames.
+    padding: samples cropped at each end.
+
+  Returns:
+    `(B, (T - 1) stride - 2 padding + k, C_out)`.
+  """
+  k, c_in, c_out = w.shape
+  frames = x.shape[1]
+  r = -(-k // stride)
+  w = jnp.pad(w, ((0, r * stride - k), (0, 0), (0, 0)))
+  z = jnp.matmul(
+    x,
+    jnp.transpose(w, (1, 0, 2)).reshape(c_in, r * stride * c_out),
+    precision=jax.lax.Precision.HIGHEST,
+  ).reshape(*x.shape[:-2], frames, r, stride * c_out)
+  y = sum(
+    jnp.pad(z[..., i, :], ((0, 0), (i, r - 1 - i), (0, 0))) for i in range(r)
+  )  # (B, T + r - 1, stride C_out): frame f + i, tap block i.
+  y = y.reshape(*x.shape[:-2], (frames + r - 1) * stride, c_out)
+  length = (frames - 1) * stride - 2 * padding + k
+  return y[..., padding : padding + length, :]
 
 
 class GatedFusion(nn.Module):

@@ -25,6 +25,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from s4jax import portable_ops
 from s4jax.ssm import discretize
 
 # Nodes per chunk of the Cauchy reduction; the live intermediate is about
@@ -450,6 +451,48 @@ def fast_fft_length(n: int) -> int:
   return best
 
 
+def _direct_conv(u: jnp.ndarray, k: jnp.ndarray) -> jnp.ndarray:
+  """`fft_conv` as one depthwise direct convolution (the portable form).
+
+  Causal: the taps `K[L-1] .. K[0]` with `L - 1` zeros of left padding.
+  Bidirectional: one kernel over lags `-(L-1) .. L-1`, `K0` at lags >= 0 and
+  `K1[j]` at lag `-j`, both lag-0 taps summed, with `L - 1` zeros on both
+  sides. `lax.conv_general_dilated` correlates, so the taps are listed
+  from the largest lag down.
+
+  Args:
+    u: real `(..., L, H)` input.
+    k: real `(H, L)` or `(2, H, L)` kernel of the input's length.
+
+  Returns:
+    Real `(..., L, H)`, dtype of `u`.
+  """
+  length, h = u.shape[-2:]
+  dtype = jnp.promote_types(u.dtype, k.dtype)
+  k = k.astype(dtype)
+  if k.ndim == 3:
+    fwd, bwd = k[0], k[1]
+    taps = jnp.concatenate(
+      [jnp.flip(fwd[:, 1:], -1), fwd[:, :1] + bwd[:, :1], bwd[:, 1:]], -1
+    )  # (H, 2L - 1): lags L-1 .. -(L-1).
+    padding = [(length - 1, length - 1)]
+  else:
+    taps = jnp.flip(k, -1)  # (H, L): lags L-1 .. 0.
+    padding = [(length - 1, 0)]
+  lead = u.shape[:-2]
+  batch = math.prod(lead) if lead else 1
+  y = jax.lax.conv_general_dilated(
+    u.astype(dtype).reshape(batch, length, h),
+    taps.T[:, None, :],  # (W, 1, H): one input channel per group.
+    window_strides=(1,),
+    padding=padding,
+    dimension_numbers=('NWC', 'WIO', 'NWC'),
+    feature_group_count=h,
+    precision=jax.lax.Precision.HIGHEST,
+  )
+  return y.reshape(*lead, length, h).astype(u.dtype)
+
+
 def fft_conv(u: jnp.ndarray, k: jnp.ndarray) -> jnp.ndarray:
   """Causal or bidirectional convolution by FFT, channels last.
 
@@ -465,6 +508,10 @@ def fft_conv(u: jnp.ndarray, k: jnp.ndarray) -> jnp.ndarray:
 
   Returns:
     Real `(..., L, H)` output, dtype of `u`.
+
+  Inside `s4jax.portable_ops.portable_ops()` the same result comes from one
+  depthwise direct convolution (`O(L^2 H)` work, no FFT or complex dtype),
+  the form that exports to ONNX and LiteRT.
   """
   length = u.shape[-2]
   if k.ndim not in (2, 3) or (k.ndim == 3 and k.shape[0] != 2):
@@ -476,6 +523,8 @@ def fft_conv(u: jnp.ndarray, k: jnp.ndarray) -> jnp.ndarray:
     )
   k = k[..., :length]
   k = jnp.pad(k, [(0, 0)] * (k.ndim - 1) + [(0, length - k.shape[-1])])
+  if portable_ops.enabled():
+    return _direct_conv(u, k)
   n_fft = fast_fft_length(2 * length - 1)
   if k.ndim == 3:
     fwd, bwd = k[0], k[1]
