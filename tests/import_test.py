@@ -1,27 +1,94 @@
-"""The library imports without TensorFlow and without touching files."""
+"""The library imports without TensorFlow and opens no file of its own.
 
+The program below blocks TensorFlow, imports the third-party libraries
+(which may read files on import, e.g. JAX probing for TPUs), then wraps every way Python code opens
+a file (`builtins.open`, `io.open`, `os.open`, `io.FileIO`) with a recorder
+that notes each call made while a frame of `s4jax/` is on the stack, before
+importing every `s4jax` module and running a forward pass of both models.
+Python's import machinery (modules, and package metadata that libraries
+look up lazily, e.g. on the first `jnp.linalg` call) is left out: calls
+with `importlib` on the stack are not recorded.
+"""
+
+import json
+import os
 import subprocess
 import sys
 
+import pytest
+
 _PROGRAM = """
-import builtins, sys
+import builtins, io, json, os, sys, traceback
 sys.modules['tensorflow'] = None  # any `import tensorflow` now fails
 sys.modules['tensorflow_datasets'] = None
-real_open = builtins.open
-import pkgutil, importlib, s4jax
+# Third-party libraries may read files when first imported or when JAX
+# starts its backend; that happens here, before the guard.
+import flax.linen, jax, jax.numpy, ml_collections, numpy, optax
+jax.devices()
+import s4jax
+root = os.path.dirname(s4jax.__file__) + os.sep
+opened = []
+
+def guard(real):
+  def wrapper(*args, **kwargs):
+    stack = traceback.extract_stack()[:-1]
+    importing = any('importlib' in f.filename for f in stack)
+    if not importing and any(f.filename.startswith(root) for f in stack):
+      opened.append(f'{args[0]!r} from ' + ' <- '.join(
+        f'{os.path.basename(f.filename)}:{f.lineno}'
+        for f in reversed(stack) if f.filename.startswith(root)))
+    return real(*args, **kwargs)
+  return wrapper
+
+builtins.open = io.open = guard(io.open)
+os.open = guard(os.open)
+io.FileIO = type('FileIO', (io.FileIO,), {'__init__': guard(io.FileIO.__init__)})
+
+import pkgutil, importlib
 names = [m.name for m in pkgutil.walk_packages(s4jax.__path__, 's4jax.')]
 for name in names:
   importlib.import_module(name)
-print(len(names))
+
+import jax, jax.numpy as jnp
+from s4jax.models import spiking_s4, s4m
+from configs import s4m_tiny  # configs/ is plain data (ml_collections)
+model = spiking_s4.SpikingS4(d_model=16, d_state=4, n_layers=1)
+x = jnp.zeros((1, 1024))
+variables = model.init(jax.random.key(0), x)
+jax.block_until_ready(model.apply(variables, x)['estimate'])
+cfg = s4m_tiny.get_config('smoke=True')
+sep = s4m.from_config(cfg.model)
+y = jnp.zeros((1, 800))
+jax.block_until_ready(sep.apply(sep.init(jax.random.key(0), y), y))
+library = list(opened)
+# The probe: an open() called through a library frame must be recorded.
+from s4jax.models import portable
+portable.offline(lambda: open(os.devnull).close())()
+print(json.dumps({'modules': len(names), 'opened': library,
+                  'probe': opened[len(library):]}))
 """
 
 
-def test_library_imports_without_tensorflow():
+@pytest.fixture(scope='module')
+def result() -> dict:
   out = subprocess.run(
     [sys.executable, '-c', _PROGRAM],
     capture_output=True,
     text=True,
     check=False,
   )
-  assert out.returncode == 0, f'import failed without TensorFlow:\n{out.stderr}'
-  assert int(out.stdout.strip()) >= 5, f'too few modules found: {out.stdout}'
+  assert out.returncode == 0, f'import or forward pass failed:\n{out.stderr}'
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_library_imports_without_tensorflow_and_opens_no_file(result):
+  assert result['modules'] >= 5, f'too few modules found: {result}'
+  assert result['opened'] == [], (
+    f's4jax opened files on import or in a forward pass: {result["opened"]}'
+  )
+
+
+def test_the_file_guard_sees_an_open_from_the_library(result):
+  """The recorder itself works: an `open` made through s4jax is caught."""
+  assert len(result['probe']) == 1, result['probe']
+  assert repr(os.devnull) in result['probe'][0], result['probe']
