@@ -71,6 +71,8 @@ class Form:
       ONNX and LiteRT can express); `fn` when it already is.
     inputs, outputs: the named tensors, in order.
     metadata: JSON-able description (sample rate, latency, ...).
+    portable_batch: whether `portable_fn` takes a symbolic batch (the
+      offline forms are traced at batch 1, `portable.trace_offline`).
   """
 
   name: str
@@ -79,6 +81,15 @@ class Form:
   inputs: tuple[Tensor, ...]
   outputs: tuple[Tensor, ...]
   metadata: dict[str, Any]
+  portable_batch: bool = True
+
+  def symbolic(self, fmt: str, symbolic_batch: bool) -> bool:
+    """Whether format `fmt` gets a symbolic batch axis."""
+    if fmt == 'tflite':
+      return False
+    if fmt == 'onnx':
+      return symbolic_batch and self.portable_batch
+    return symbolic_batch
 
   @property
   def input_names(self) -> list[str]:
@@ -241,6 +252,20 @@ def offline_form(model, source: str, seconds: float) -> Form:
   def fn(noisy):
     return (task.estimate(task.apply(params, noisy, train=False)),)
 
+  model_config = tasks_lib.model_config_for(model.config)
+  variables = {'params': params}
+  if model.config.model.name == 'spiking_s4':
+    run = portable.spiking_s4_offline(variables, model_config, length)
+  elif model.config.model.name == 's4m':
+    run = portable.s4m_offline(variables, model_config)
+  else:
+    raise ExportError(
+      f'No offline export for model {model.config.model.name!r}; s4jax '
+      'exports spiking_s4 and s4m.'
+    )
+  spec = formats.arg_specs([((length,), 'float32')], symbolic_batch=False)
+  portable_fn = portable.trace_offline(lambda x: (run(x),), spec)
+
   if model.separates:
     out = Tensor('sources', (model.num_outputs, length))
   else:
@@ -259,10 +284,11 @@ def offline_form(model, source: str, seconds: float) -> Form:
   return Form(
     name=f'{meta["model"]}_offline',
     fn=fn,
-    portable_fn=portable.offline(fn),
+    portable_fn=portable_fn,
     inputs=(Tensor('noisy', (length,)),),
     outputs=(out,),
     metadata=meta,
+    portable_batch=False,
   )
 
 
@@ -285,13 +311,14 @@ def _sha256(data: bytes) -> str:
 
 def build(form: Form, fmt: str, symbolic_batch: bool) -> bytes:
   """The artifact bytes of `form` in format `fmt` (one of `formats.FORMATS`)."""
+  symbolic = form.symbolic(fmt, symbolic_batch)
   if fmt == 'stablehlo':
-    return formats.to_stablehlo(form.fn, form.specs(symbolic_batch))
+    return formats.to_stablehlo(form.fn, form.specs(symbolic))
   if fmt == 'onnx':
     props = {'s4jax': json.dumps(form.metadata, sort_keys=True)}
     return formats.to_onnx(
       form.portable_fn,
-      form.specs(symbolic_batch),
+      form.specs(symbolic),
       form.input_names,
       form.output_names,
       props,
@@ -346,7 +373,7 @@ def write(
   for fmt in fmts:
     data = build(form, fmt, symbolic_batch)
     report = check(fmt, data) if check else {}
-    batch = formats.BATCH if symbolic_batch and fmt != 'tflite' else 1
+    batch = formats.BATCH if form.symbolic(fmt, symbolic_batch) else 1
     file_name = form.name + formats.SUFFIX[fmt]
     artifacts[file_name] = data
     meta['files'][fmt] = {
