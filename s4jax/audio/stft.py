@@ -79,7 +79,21 @@ def window_array(
   return np.pad(w, (left, n_fft - win_length - left))
 
 
-def _frame(x: jnp.ndarray, n_fft: int, hop: int, count: int) -> jnp.ndarray:
+def reflect_pad(x: jnp.ndarray, pad: int) -> jnp.ndarray:
+  """`jnp.pad(mode='reflect')` of `pad` samples each side of the last axis.
+
+  Written as two gathers with constant indices, which every export format
+  takes (`s4jax.models.portable`). x: real (..., P) -> (..., P + 2 pad).
+  """
+  n = x.shape[-1]
+  left = np.arange(pad, 0, -1)
+  right = np.arange(n - 2, n - 2 - pad, -1)
+  return jnp.concatenate([x[..., left], x, x[..., right]], axis=-1)
+
+
+def frame_signal(
+  x: jnp.ndarray, n_fft: int, hop: int, count: int
+) -> jnp.ndarray:
   """Overlapping frames. x: real (..., P) -> (..., count, n_fft)."""
   if n_fft % hop == 0:
     # Blocks of one hop; frame t is blocks t .. t + R - 1 side by side.
@@ -93,27 +107,27 @@ def _frame(x: jnp.ndarray, n_fft: int, hop: int, count: int) -> jnp.ndarray:
   return x[..., idx]
 
 
-def _overlap_add(frames: jnp.ndarray, hop: int) -> jnp.ndarray:
-  """Sum of frames placed `hop` apart. (..., T, n) -> (..., (T-1) hop + n)."""
+def overlap_add(frames: jnp.ndarray, hop: int) -> jnp.ndarray:
+  """Sum of frames placed `hop` apart. (..., T, n) -> (..., (T-1) hop + n).
+
+  Each frame is cut into `r = ceil(n / hop)` blocks of one hop (zero-padded
+  to `r hop`); block `i` of frame `t` lands on output block `t + i`, so the
+  sum is `r` shifted copies: pads and adds only, no scatter.
+  """
   count, n = frames.shape[-2:]
-  if n % hop == 0:
-    r = n // hop
-    parts = frames.reshape(*frames.shape[:-1], r, hop)
-    pad = [(0, 0)] * (frames.ndim - 2)
-    out = sum(
-      jnp.pad(parts[..., i, :], pad + [(i, r - 1 - i), (0, 0)])
-      for i in range(r)
-    )
-    return out.reshape(*frames.shape[:-2], (count + r - 1) * hop)
-  total = (count - 1) * hop + n
-  idx = (np.arange(count)[:, None] * hop + np.arange(n)[None, :]).ravel()
-  flat = frames.reshape(*frames.shape[:-2], count * n)
-  return (
-    jnp.zeros((*frames.shape[:-2], total), frames.dtype).at[..., idx].add(flat)
+  lead = frames.shape[:-2]
+  r = -(-n // hop)
+  none = [(0, 0)] * len(lead)
+  if r * hop != n:
+    frames = jnp.pad(frames, none + [(0, 0), (0, r * hop - n)])
+  parts = frames.reshape(*lead, count, r, hop)
+  out = sum(
+    jnp.pad(parts[..., i, :], none + [(i, r - 1 - i), (0, 0)]) for i in range(r)
   )
+  return out.reshape(*lead, (count + r - 1) * hop)[..., : (count - 1) * hop + n]
 
 
-def _envelope(win: np.ndarray, hop: int, count: int) -> np.ndarray:
+def window_envelope(win: np.ndarray, hop: int, count: int) -> np.ndarray:
   """Overlap-added squared window (float64 NumPy, static)."""
   idx = np.arange(count)[:, None] * hop + np.arange(win.size)[None, :]
   env = np.zeros((count - 1) * hop + win.size)
@@ -121,7 +135,8 @@ def _envelope(win: np.ndarray, hop: int, count: int) -> np.ndarray:
   return env
 
 
-def _check_signal(x: jnp.ndarray, n_fft: int, center: bool) -> None:
+def check_signal(x: jnp.ndarray, n_fft: int, center: bool) -> None:
+  """Raises ValueError for a non-float or too short `(..., T)` signal."""
   if x.ndim < 1 or not jnp.issubdtype(x.dtype, jnp.floating):
     raise ValueError(
       f'stft expects a real floating-point signal (..., T), got dtype '
@@ -133,6 +148,53 @@ def _check_signal(x: jnp.ndarray, n_fft: int, center: bool) -> None:
       f'Signal of {x.shape[-1]} samples is too short for n_fft={n_fft} '
       f'(need at least {need}{" for reflect padding" if center else ""}).'
     )
+
+
+def synthesize(
+  frames: jnp.ndarray,
+  win: np.ndarray,
+  hop_length: int,
+  window: str = 'rect',
+  center: bool = True,
+  length: int | None = None,
+) -> jnp.ndarray:
+  """Windowed frames to a signal: overlap-add over the window envelope.
+
+  The last step of `istft` (torch.istft semantics), shared with the
+  real-valued `s4jax.models.portable.real_istft`.
+
+  Args:
+    frames: real `(..., T, n_fft)` synthesis frames, already multiplied by
+      the window.
+    win: the window, float64 NumPy `(n_fft,)` (`window_array`).
+    hop_length: hop between frames.
+    window: the window's name (for the error message).
+    center: whether the analysis padded `n_fft // 2` samples each side.
+    length: output length (see `istft`).
+
+  Returns:
+    Real `(..., length)`.
+
+  Raises:
+    ValueError: some output sample gets no window weight (NOLA violated).
+  """
+  count, n_fft = frames.shape[-2:]
+  y = overlap_add(frames, hop_length)
+  env = window_envelope(win, hop_length, count)
+  start = n_fft // 2 if center else 0
+  if length is None:
+    length = y.shape[-1] - 2 * start
+  stop = min(y.shape[-1], start + length)
+  if np.any(env[start:stop] < 1e-11):
+    raise ValueError(
+      f'The {window!r} window with hop {hop_length} violates the NOLA '
+      'condition (some output samples get no window weight); use a smaller '
+      'hop or another window.'
+    )
+  y = y[..., start:stop] / jnp.asarray(env[start:stop], y.dtype)
+  if y.shape[-1] < length:
+    y = jnp.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, length - y.shape[-1])])
+  return y
 
 
 def stft(
@@ -156,13 +218,12 @@ def stft(
   Returns:
     Complex `(..., T, n_fft // 2 + 1)` with `T = num_frames(L, hop_length)`.
   """
-  _check_signal(x, n_fft, center)
+  check_signal(x, n_fft, center)
   if center:
-    pad = n_fft // 2
-    x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(pad, pad)], mode='reflect')
+    x = reflect_pad(x, n_fft // 2)
   count = 1 + (x.shape[-1] - n_fft) // hop_length
   win = jnp.asarray(window_array(window, n_fft, win_length), x.dtype)
-  frames = _frame(x, n_fft, hop_length, count) * win
+  frames = frame_signal(x, n_fft, hop_length, count) * win
   return jnp.fft.rfft(frames, n=n_fft, axis=-1)
 
 
@@ -195,26 +256,10 @@ def istft(
       f'Spectrogram has {spec.shape[-1]} bins but n_fft={n_fft} needs '
       f'{n_bins(n_fft)} (layout is (..., frames, bins)).'
     )
-  count = spec.shape[-2]
   win_np = window_array(window, n_fft, win_length)
   frames = jnp.fft.irfft(spec, n=n_fft, axis=-1)
   frames = frames * jnp.asarray(win_np, frames.dtype)
-  y = _overlap_add(frames, hop_length)
-  env = _envelope(win_np, hop_length, count)
-  start = n_fft // 2 if center else 0
-  if length is None:
-    length = y.shape[-1] - 2 * start
-  stop = min(y.shape[-1], start + length)
-  if np.any(env[start:stop] < 1e-11):
-    raise ValueError(
-      f'The {window!r} window with hop {hop_length} violates the NOLA '
-      'condition (some output samples get no window weight); use a smaller '
-      'hop or another window.'
-    )
-  y = y[..., start:stop] / jnp.asarray(env[start:stop], y.dtype)
-  if y.shape[-1] < length:
-    y = jnp.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, length - y.shape[-1])])
-  return y
+  return synthesize(frames, win_np, hop_length, window, center, length)
 
 
 def apply_magnitude_mask(spec: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:

@@ -345,60 +345,6 @@ def trace_offline(
   return replay
 
 
-def _reflect_pad(x: jnp.ndarray, pad: int) -> jnp.ndarray:
-  """`pad` mode='reflect' on the last axis, by gathers with constant indices."""
-  n = x.shape[-1]
-  left = np.arange(pad, 0, -1)
-  right = np.arange(n - 2, n - 2 - pad, -1)
-  return jnp.concatenate([x[..., left], x, x[..., right]], axis=-1)
-
-
-def _frames(x: jnp.ndarray, n_fft: int, hop: int, count: int) -> jnp.ndarray:
-  """Overlapping frames: real `(..., P)` -> `(..., count, n_fft)`."""
-  if n_fft % hop:
-    return x[..., np.arange(count)[:, None] * hop + np.arange(n_fft)]
-  r = n_fft // hop  # Frame t is hop blocks t .. t + r - 1 side by side.
-  blocks = x[..., : (count + r - 1) * hop]
-  blocks = blocks.reshape(*x.shape[:-1], count + r - 1, hop)
-  return jnp.concatenate(
-    [blocks[..., i : i + count, :] for i in range(r)], axis=-1
-  )
-
-
-def _blocks_per_frame(n: int, hop: int) -> int:
-  return -(-n // hop)
-
-
-def _overlap_add(frames: jnp.ndarray, hop: int) -> jnp.ndarray:
-  """Frames `hop` apart, summed: `(..., T, n)` -> `(..., (T - 1) hop + n)`.
-
-  Each frame is cut into `r = ceil(n / hop)` hop blocks; block `i` of frame
-  `t` lands on output block `t + i`, so the sum is `r` shifted copies.
-  """
-  count, n = frames.shape[-2:]
-  lead = frames.shape[:-2]
-  r = _blocks_per_frame(n, hop)
-  none = [(0, 0)] * len(lead)
-  if r * hop != n:
-    frames = jnp.pad(frames, none + [(0, 0), (0, r * hop - n)])
-  parts = frames.reshape(*lead, count, r, hop)
-  out = sum(
-    jnp.pad(parts[..., i, :], none + [(i, r - 1 - i), (0, 0)]) for i in range(r)
-  )
-  return out.reshape(*lead, (count + r - 1) * hop)[..., : (count - 1) * hop + n]
-
-
-def _envelope(window: np.ndarray, hop: int, count: int) -> np.ndarray:
-  """Overlap-added squared window of `count` frames (float64 NumPy)."""
-  n = window.shape[0]
-  r = _blocks_per_frame(n, hop)
-  w2 = np.pad(window**2, (0, r * hop - n)).reshape(r, hop)
-  env = np.zeros((count + r - 1, hop))
-  for i in range(r):
-    env[i : i + count] += w2[i]
-  return env.reshape(-1)[: (count - 1) * hop + n]
-
-
 def real_stft(
   x: jnp.ndarray,
   n_fft: int = 512,
@@ -425,25 +371,15 @@ def real_stft(
     `(re, im)`, each real `(..., T, n_fft // 2 + 1)` with
     `T = stft.num_frames(L, hop_length, n_fft, center)`, dtype of `x`.
   """
-  need = n_fft // 2 + 1 if center else n_fft
-  if x.ndim < 1 or not jnp.issubdtype(x.dtype, jnp.floating):
-    raise ValueError(
-      f'real_stft expects a real floating-point signal (..., L), got dtype '
-      f'{x.dtype} and shape {x.shape}.'
-    )
-  if x.shape[-1] < need:
-    raise ValueError(
-      f'Signal of {x.shape[-1]} samples is too short for n_fft={n_fft} '
-      f'(need at least {need}).'
-    )
+  stft_lib.check_signal(x, n_fft, center)
   if center:
-    x = _reflect_pad(x, n_fft // 2)
+    x = stft_lib.reflect_pad(x, n_fft // 2)
   count = 1 + (x.shape[-1] - n_fft) // hop_length
   a_re, a_im = analysis_matrices(
     stft_lib.window_array(window, n_fft, win_length)
   )
   mat = jnp.asarray(np.concatenate([a_re, a_im], axis=1), x.dtype)
-  frames = _frames(x, n_fft, hop_length, count)
+  frames = stft_lib.frame_signal(x, n_fft, hop_length, count)
   spec = jnp.matmul(frames, mat, precision=_HIGHEST)
   bins = stft_lib.n_bins(n_fft)
   return spec[..., :bins], spec[..., bins:]
@@ -487,27 +423,12 @@ def real_istft(
     )
   if n_fft % 2:
     raise ValueError(f'real_istft needs an even n_fft, got {n_fft}.')
-  count = re.shape[-2]
   win = stft_lib.window_array(window, n_fft, win_length)
   s_re, s_im = synthesis_matrices(win)
   mat = jnp.asarray(np.concatenate([s_re, s_im], axis=0), re.dtype)
   spec = jnp.concatenate([re, im], axis=-1)
-  y = _overlap_add(jnp.matmul(spec, mat, precision=_HIGHEST), hop_length)
-  env = _envelope(win, hop_length, count)
-  start = n_fft // 2 if center else 0
-  if length is None:
-    length = y.shape[-1] - 2 * start
-  stop = min(y.shape[-1], start + length)
-  if np.any(env[start:stop] < 1e-11):
-    raise ValueError(
-      f'The {window!r} window with hop {hop_length} violates the NOLA '
-      'condition (some output samples get no window weight); use a smaller '
-      'hop or another window.'
-    )
-  y = y[..., start:stop] / jnp.asarray(env[start:stop], y.dtype)
-  if y.shape[-1] < length:
-    y = jnp.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, length - y.shape[-1])])
-  return y
+  frames = jnp.matmul(spec, mat, precision=_HIGHEST)  # Window folded in.
+  return stft_lib.synthesize(frames, win, hop_length, window, center, length)
 
 
 def spiking_s4_offline(
