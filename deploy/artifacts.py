@@ -36,6 +36,7 @@ import numpy as np
 
 from deploy import formats, quant, runners
 from s4jax.models import portable
+from s4jax.training import summary
 from s4jax.training import tasks as tasks_lib
 
 FORMS = ('stream', 'offline')
@@ -122,7 +123,7 @@ def _model_metadata(model, source: str) -> dict[str, Any]:
     'source': source,
     'step': int(model.step),
     'sample_rate': int(model.sample_rate),
-    'param_count': int(sum(np.size(x) for x in jax.tree.leaves(model.params))),
+    'param_count': summary.count_params(model.params),
     's4jax_version': s4jax_version(),
   }
 

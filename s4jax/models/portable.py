@@ -273,9 +273,6 @@ class SpikingS4Stream:
     out = _where(count >= 2 * p, out, zeros)
     return out, {name: next_state[name] for name in self.state_names}
 
-  def param_count(self) -> int:
-    return spiking_s4.param_count(self.variables)
-
 
 # Offline (whole-clip) forms -------------------------------------------------
 
