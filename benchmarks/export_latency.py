@@ -6,9 +6,10 @@ Run on one core:
     intra_op_parallelism_threads=1' python benchmarks/export_latency.py
 
 Exports the shipped `pretrained/spiking_s4` stream (float32 and SEOFP
-5-bit) to ONNX and LiteRT in memory, then times one hop in steady state,
-interleaving the runtimes hop by hop so that machine-load drift hits them
-alike:
+5-bit) to ONNX and LiteRT in memory, then times one hop in steady state.
+The runtimes take turns in blocks of `--block` consecutive hops (50), so
+that each streams as a device loop would, with warm caches, and machine-load
+drift hits them all alike:
 
 * `jax stream_step`: `s4jax.models.spiking_s4.stream_step`, the baseline
   (the JAX streaming model users call today);
@@ -39,6 +40,7 @@ def main() -> None:
   """Prints the latency and size tables."""
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--hops', type=int, default=2000)
+  parser.add_argument('--block', type=int, default=50)
   args = parser.parse_args()
   enh = hub.from_pretrained('spiking_s4')
   variables = {'params': enh.params}
@@ -63,27 +65,47 @@ def main() -> None:
     for k in ('onnx', 'litert')
   }
   nexts = dict(zip(form.output_names[1:], form.input_names[1:], strict=True))
-  times = {k: [] for k in ('stream_step', 'portable', 'onnx', 'litert')}
-  for hop in hops:
-    t = time.perf_counter()
+
+  def run_stream_step(hop):
+    nonlocal state
     out, state = spiking_s4.stream_step(variables, state, jnp.asarray(hop))
     np.asarray(out)
-    times['stream_step'].append(time.perf_counter() - t)
-    t = time.perf_counter()
+
+  def run_portable(hop):
+    nonlocal jstate
     out, *jstate = jstep(jnp.asarray(hop), *jstate)
     np.asarray(out)
-    times['portable'].append(time.perf_counter() - t)
-    for key, run in (('onnx', ort.run), ('litert', lrt.run)):
-      t = time.perf_counter()
+
+  def runtime(key, run):
+    def call(hop):
       res = run({'hop': hop, **states[key]})
       states[key] = {nexts[n]: v for n, v in res.items() if n in nexts}
-      times[key].append(time.perf_counter() - t)
+
+    return call
+
+  calls = {
+    'stream_step': run_stream_step,
+    'portable': run_portable,
+    'onnx': runtime('onnx', ort.run),
+    'litert': runtime('litert', lrt.run),
+  }
+  times = {k: [] for k in calls}
+  # Rotating blocks: each runtime streams `--block` hops in a row (a device
+  # loop keeps its caches warm too), then the next; the rotation spreads
+  # load drift over all of them.
+  for start in range(0, args.hops, args.block):
+    for key, call in calls.items():
+      for hop in hops[start : start + args.block]:
+        t = time.perf_counter()
+        call(hop)
+        times[key].append(time.perf_counter() - t)
 
   skip = min(200, args.hops // 4)  # Compilation and warm-up.
   base = np.median(times['stream_step'][skip:])
   print(
     f'{platform.processor() or platform.machine()}, {args.hops} hops of 8 ms '
-    f'(first {skip} dropped), one thread per runtime'
+    f'(first {skip} dropped), one thread per runtime, turns of '
+    f'{args.block} hops'
   )
   print('| runtime | median ms/hop | p99 ms/hop | median / stream_step |')
   print('|---|---|---|---|')

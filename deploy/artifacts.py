@@ -74,6 +74,9 @@ class Form:
     metadata: JSON-able description (sample rate, latency, ...).
     portable_batch: whether `portable_fn` takes a symbolic batch (the
       offline forms are traced at batch 1, `portable.trace_offline`).
+    lite_fn: what LiteRT exports, when not `portable_fn` (the LiteRT
+      converter does not fold constant gathers: the stream keeps its DFT
+      matrices as constants there).
   """
 
   name: str
@@ -83,6 +86,7 @@ class Form:
   outputs: tuple[Tensor, ...]
   metadata: dict[str, Any]
   portable_batch: bool = True
+  lite_fn: Callable[..., tuple] | None = None
 
   def symbolic(self, fmt: str, symbolic_batch: bool) -> bool:
     """Whether format `fmt` gets a symbolic batch axis."""
@@ -175,13 +179,16 @@ def stream_form(model, source: str, seofp_bits: int | None = None) -> Form:
   stream = portable.SpikingS4Stream({'params': params}, model_config)
   names = stream.state_names
 
-  def fn(hop, *state):
-    variables = None
-    if encoded is not None:  # Decoded in the graph from int8 codes.
-      variables = {'params': quant.decode_params(encoded)}
-    state = dict(zip(names, state, strict=True))
-    out, new = stream.step(hop, state, variables)
-    return (out, *(new[n] for n in names))
+  def step(compact_dft: bool):
+    def fn(hop, *state):
+      variables = None
+      if encoded is not None:  # Decoded in the graph from int8 codes.
+        variables = {'params': quant.decode_params(encoded)}
+      state = dict(zip(names, state, strict=True))
+      out, new = stream.step(hop, state, variables, compact_dft)
+      return (out, *(new[n] for n in names))
+
+    return fn
 
   hop = stream.hop_length
   states = [
@@ -221,8 +228,12 @@ def stream_form(model, source: str, seofp_bits: int | None = None) -> Form:
   )
   return Form(
     name='spiking_s4_stream' + (f'_seofp{seofp_bits}' if encoded else ''),
-    fn=fn,
-    portable_fn=fn,
+    # The ONNX file stores small tables for the DFT matrices, which
+    # onnxruntime folds when the session loads; XLA and LiteRT get the
+    # matrices as constants (LiteRT would gather them at every hop).
+    fn=step(compact_dft=False),
+    portable_fn=step(compact_dft=True),
+    lite_fn=step(compact_dft=False),
     inputs=(Tensor('hop', (hop,)), *states),
     outputs=(Tensor('out', (hop,)), *nexts),
     metadata=meta,
@@ -326,7 +337,7 @@ def build(form: Form, fmt: str, symbolic_batch: bool) -> bytes:
     )
   if fmt == 'tflite':
     return formats.to_tflite(
-      form.portable_fn,
+      form.lite_fn or form.portable_fn,
       form.specs(False),
       form.input_names,
       form.output_names,

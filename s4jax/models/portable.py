@@ -89,6 +89,40 @@ def synthesis_matrices(window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return s_re, s_im
 
 
+def dft_matrices_from_tables(
+  window: np.ndarray,
+) -> tuple[jnp.ndarray, ...]:
+  """`analysis_matrices` and `synthesis_matrices` built from small tables.
+
+  The `(N, N/2 + 1)` matrices repeat the N values `cos(2 pi k / N)` and
+  `sin(2 pi k / N)` at `k = n f mod N`. Traced inside an exported function,
+  this stores the two tables and the window (3 N floats) instead of four
+  matrices (about 2 N^2 floats, 2.1 MB at N = 512); the gathers act on
+  constants only, so onnxruntime folds them when the session loads. The
+  values agree with the float64-built matrices to float32 rounding.
+
+  Args:
+    window: float64 `(N,)` window (N even).
+
+  Returns:
+    float32 `(A_re, A_im, S_re, S_im)` as the two functions return them.
+  """
+  n = window.shape[0]
+  k = np.arange(n)
+  cos = jnp.asarray(np.cos(2 * np.pi * k / n), jnp.float32)
+  sin = jnp.asarray(np.sin(2 * np.pi * k / n), jnp.float32)
+  win = jnp.asarray(window, jnp.float32)
+  f = jnp.arange(n // 2 + 1, dtype=jnp.int32)
+  phase = (jnp.arange(n, dtype=jnp.int32)[:, None] * f[None]) % n  # (N, F)
+  a_re = win[:, None] * cos[phase]
+  a_im = -win[:, None] * sin[phase]
+  edge = (f == 0) | (f == n // 2)
+  weight = jnp.where(edge, 1.0, 2.0) / n  # (F,)
+  s_re = weight[:, None] * cos[phase.T] * win[None]
+  s_im = jnp.where(edge[:, None], 0.0, -weight[:, None] * sin[phase.T])
+  return a_re, a_im, s_re, s_im * win[None]
+
+
 def start_indices(n_fft: int, hop: int) -> np.ndarray:
   """Where each analysed frame's samples sit in the input buffer.
 
@@ -164,6 +198,7 @@ class SpikingS4Stream:
     self._a_re, self._a_im = map(f32, analysis_matrices(window))
     self._s_re, self._s_im = map(f32, synthesis_matrices(window))
     self._win2 = f32(window**2)
+    self._window = window
     self._idx = start_indices(self.n_fft, self.hop_length)
     consts = model.apply(
       self.variables, method=spiking_s4.SpikingS4.real_step_constants
@@ -218,15 +253,15 @@ class SpikingS4Stream:
       out[f'layer{i}_lif_out'] = block['lif_out']
     return out
 
-  def _analyse(self, inputs: jnp.ndarray, count: jnp.ndarray):
+  def _analyse(self, inputs: jnp.ndarray, count: jnp.ndarray, mats):
     """The frame due at this hop, as `(Re, Im)` of its spectrum `(B, F)`."""
     p = self.pad_hops
     phase = jnp.clip(count - p, 0, p)
     onehot = (phase[:, None] == jnp.arange(p + 1)[None]).astype(inputs.dtype)
     frames = inputs[:, self._idx]  # (B, p + 1, N), constant indices
     frame = jnp.sum(onehot[..., None] * frames, axis=1)
-    re = jnp.matmul(frame, self._a_re, precision=_HIGHEST)
-    im = jnp.matmul(frame, self._a_im, precision=_HIGHEST)
+    re = jnp.matmul(frame, mats[0], precision=_HIGHEST)
+    im = jnp.matmul(frame, mats[1], precision=_HIGHEST)
     return re, im
 
   def step(
@@ -234,6 +269,7 @@ class SpikingS4Stream:
     hop: jnp.ndarray,
     state: dict[str, jnp.ndarray],
     variables: Any = None,
+    compact_dft: bool = False,
   ) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
     """One hop: hop float32 `(B, hop_length)` -> (out `(B, hop_length)`, state).
 
@@ -241,13 +277,20 @@ class SpikingS4Stream:
     `variables` optionally replaces the model variables of the dense layers
     (e.g. weights decoded inside an exported graph); the precomputed S4
     constants always come from the variables given at construction.
+    `compact_dft` builds the DFT matrices in the graph from small tables
+    (`dft_matrices_from_tables`): smaller exported files, the same
+    function up to float32 rounding of the matrices.
     """
     p, hop_len = self.pad_hops, self.hop_length
     count = state['count']
     inputs = jnp.concatenate(
       [state['inputs'][:, hop_len:], hop.astype(jnp.float32)], axis=-1
     )
-    re, im = self._analyse(inputs, count)
+    if compact_dft:
+      mats = dft_matrices_from_tables(self._window)
+    else:
+      mats = (self._a_re, self._a_im, self._s_re, self._s_im)
+    re, im = self._analyse(inputs, count, mats)
     mag = jnp.sqrt(re * re + im * im)
     mask, carry = self.model.apply(
       self.variables if variables is None else variables,
@@ -256,8 +299,8 @@ class SpikingS4Stream:
       self._consts,
       method=spiking_s4.SpikingS4.frame_step,
     )
-    frame = jnp.matmul(re * mask, self._s_re, precision=_HIGHEST)
-    frame += jnp.matmul(im * mask, self._s_im, precision=_HIGHEST)
+    frame = jnp.matmul(re * mask, mats[2], precision=_HIGHEST)
+    frame += jnp.matmul(im * mask, mats[3], precision=_HIGHEST)
     ola = state['ola'] + frame
     env = state['env'] + self._win2
     head = env[:, :hop_len]

@@ -135,3 +135,34 @@ def test_state_specs_name_every_tensor_of_the_state():
     assert new[spec.name].shape == (3, *spec.shape), spec
     assert new[spec.name].dtype == np.dtype(spec.dtype), spec
   assert stream.latency_samples == 640 and stream.delay_hops == 4
+
+
+@pytest.mark.parametrize('window', ['rect', 'hann'])
+def test_dft_matrices_from_tables_equal_the_float64_ones(window):
+  w = stft_lib.window_array(window, 512)
+  got = jax.jit(lambda: portable.dft_matrices_from_tables(w))()
+  want = [*portable.analysis_matrices(w), *portable.synthesis_matrices(w)]
+  for name, g, x in zip(
+    ['A_re', 'A_im', 'S_re', 'S_im'], got, want, strict=True
+  ):
+    err = np.abs(np.asarray(g, np.float64) - x).max()
+    assert err <= 2e-7 * np.abs(x).max(), f'{name}: error {err}'
+
+
+def test_compact_dft_step_equals_the_constant_matrix_step():
+  model = _model()
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 512)))
+  variables = jax.tree.map(lambda v: v * 3.0, variables)
+  stream = portable.SpikingS4Stream(variables, model)
+  x = np.random.default_rng(4).standard_normal((1, 30 * 128)).astype('float32')
+  outs = {}
+  for compact in (False, True):
+    state = stream.init_state(1)
+    step = jax.jit(lambda h, s, c=compact: stream.step(h, s, None, c))
+    got = []
+    for m in range(30):
+      out, state = step(x[:, m * 128 : (m + 1) * 128], state)
+      got.append(np.asarray(out))
+    outs[compact] = np.concatenate(got, -1)
+  err = np.abs(outs[True] - outs[False]).max()
+  assert err <= 1e-5 * np.abs(outs[False]).max(), f'compact DFT off by {err}'
