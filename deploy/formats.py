@@ -10,8 +10,9 @@ Choices (packages from PyPI, pinned in constraints.txt):
 * StableHLO: `jax.export`, part of JAX. Its serialized form is what
   `jax.export.deserialize` reads back; XLA and IREE run it.
 * ONNX: `jax2onnx` traces the jaxpr directly to ONNX (opset 23). The
-  alternative route, jax2tf -> tf2onnx, pins protobuf 3 and cannot be
-  installed next to TensorFlow 2.21.
+  alternative route, jax2tf -> tf2onnx, fails here: jax2tf (JAX 0.10)
+  wraps the whole function in one `XlaCallModule` op of serialized
+  StableHLO, which tf2onnx 1.17 cannot convert.
 * LiteRT: `jax2tf` (native StableHLO serialization) -> TF SavedModel ->
   `tf.lite.TFLiteConverter.from_saved_model` with built-in ops only, so the
   plain `ai-edge-litert` interpreter runs it (no Flex delegate).
