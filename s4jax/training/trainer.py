@@ -34,7 +34,6 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -383,8 +382,10 @@ def with_initial_params(state, params: Any):
       f'{len(diff)} differ): {"; ".join(diff[:5])}. Fine-tune with the '
       'recipe the parameters were trained with.'
     )
+  # From host NumPy arrays, so that every process of a multi-host job
+  # places its own (identical) copy into the global sharding.
   placed = jax.tree.map(
-    lambda p, s: jax.device_put(jnp.asarray(p, s.dtype), s.sharding),
+    lambda p, s: jax.device_put(np.asarray(p, s.dtype), s.sharding),
     params,
     state.params,
   )
