@@ -21,11 +21,8 @@ carries the same metadata as model properties.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from importlib import metadata as importlib_metadata
 from typing import Any
@@ -35,6 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from deploy import formats, quant, runners
+from pretrained import export as pretrained_export
+from pretrained import hub
 from s4jax.models import portable
 from s4jax.training import summary
 from s4jax.training import tasks as tasks_lib
@@ -140,8 +139,6 @@ def _seofp(model, bits: int | None):
   """
   if not bits:
     return model.params, None, None
-  from pretrained import export as pretrained_export  # pylint: disable=g-import-not-at-top
-
   rules = pretrained_export.seofp_rules(model.config, bits)
   encoded = quant.encode_params(model.params, rules)
   params = jax.device_get(jax.jit(lambda: quant.decode_params(encoded))())
@@ -317,10 +314,6 @@ def check_formats(fmts: tuple[str, ...]) -> None:
     )
 
 
-def _sha256(data: bytes) -> str:
-  return hashlib.sha256(data).hexdigest()
-
-
 def build(form: Form, fmt: str, symbolic_batch: bool) -> bytes:
   """The artifact bytes of `form` in format `fmt` (one of `formats.FORMATS`)."""
   symbolic = form.symbolic(fmt, symbolic_batch)
@@ -391,25 +384,14 @@ def write(
     meta['files'][fmt] = {
       'file': file_name,
       'bytes': len(data),
-      'sha256': _sha256(data),
+      'sha256': hub.sha256(data),
       'inputs': [t.describe(batch) for t in form.inputs],
       'outputs': [t.describe(batch) for t in form.outputs],
       'check': report,
     }
-  parent = os.path.dirname(os.path.abspath(out_dir))
-  tmp = tempfile.mkdtemp(prefix='.export-', dir=parent)
-  try:
-    for file_name, data in artifacts.items():
-      with open(os.path.join(tmp, file_name), 'wb') as f:
-        f.write(data)
-    with open(os.path.join(tmp, 'metadata.json'), 'w') as f:
-      json.dump(meta, f, indent=2, sort_keys=True)
-      f.write('\n')
-    check_output_dir(out_dir)  # Still free after the slow part?
-    os.rename(tmp, out_dir)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
+  text = json.dumps(meta, indent=2, sort_keys=True) + '\n'
+  artifacts['metadata.json'] = text.encode()
+  pretrained_export.write_folder(out_dir, artifacts)
   return meta
 
 

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -369,17 +370,13 @@ def export_run(
     seofp_report=report,
   )
   files = {k: v.encode() if isinstance(v, str) else v for k, v in files.items()}
-  os.makedirs(root, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=f'.{name}.partial-', dir=root)
-  try:
-    _write(tmp, files)
+
+  def verify(tmp: str) -> None:
     loaded = hub.load_dir(tmp)
     if not _same(loaded.params, params) or loaded.step != model.step:
       raise ExportError(f'The model read back from {tmp} differs; not saved.')
-    _move_into_place(tmp, dest, overwrite)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
+
+  write_folder(dest, files, overwrite=overwrite, verify=verify)
   return Exported(
     path=dest,
     step=model.step,
@@ -387,6 +384,36 @@ def export_run(
     files={k: len(v) for k, v in files.items()},
     seofp_report=report,
   )
+
+
+def write_folder(
+  dest: str,
+  files: dict[str, bytes],
+  *,
+  overwrite: bool = False,
+  verify: Callable[[str], None] | None = None,
+) -> None:
+  """Writes `files` as the folder `dest`, all or nothing.
+
+  They go into a hidden temporary folder beside `dest` (fsynced), which
+  `verify(tmp)` may read back, and which is then renamed into place, so an
+  interrupted or failed write leaves nothing that could be taken for a
+  finished folder. Shared with `deploy.artifacts.write`.
+
+  Raises:
+    ExportError: `dest` exists (or appeared meanwhile) and not `overwrite`.
+  """
+  root = os.path.dirname(os.path.abspath(dest))
+  os.makedirs(root, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(dest)}.partial-', dir=root)
+  try:
+    _write(tmp, files)
+    if verify is not None:
+      verify(tmp)
+    _move_into_place(tmp, dest, overwrite)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
 
 
 def _move_into_place(tmp: str, dest: str, overwrite: bool) -> None:

@@ -75,6 +75,8 @@ def test_metadata_describes_the_stream(exported):
 
 def test_files_match_their_recorded_size_and_sha256(exported):
   folder, meta, _ = exported
+  mode = os.stat(folder).st_mode & 0o777
+  assert mode == 0o755, f'export folder mode {oct(mode)}, expected 0o755'
   for fmt, info in meta['files'].items():
     data = _read(folder, meta, fmt)
     assert len(data) == info['bytes'], fmt
