@@ -55,13 +55,13 @@ def main() -> None:
 
   state = spiking_s4.init_stream(variables, enh.config.model, 1)
   jstep = jax.jit(form.fn)
-  jstate = [jnp.asarray(a) for a in artifacts._zero_state(form, 1)]  # pylint: disable=protected-access
+  jstate = [jnp.asarray(a) for a in artifacts.zero_state(form, 1)]
   ort = runners.OnnxRunner(blobs[form.name, 'onnx'])
   lrt = runners.LiteRTRunner(blobs[form.name, 'tflite'])
   states = {
     k: dict(
-      zip(form.input_names[1:], artifacts._zero_state(form, 1), strict=True)
-    )  # pylint: disable=protected-access
+      zip(form.input_names[1:], artifacts.zero_state(form, 1), strict=True)
+    )
     for k in ('onnx', 'litert')
   }
   nexts = dict(zip(form.output_names[1:], form.input_names[1:], strict=True))

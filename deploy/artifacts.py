@@ -411,7 +411,8 @@ def test_signal(seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:
   return (0.5 * x / np.max(np.abs(x)))[None].astype(np.float32)
 
 
-def _zero_state(form: Form, batch: int) -> list[np.ndarray]:
+def zero_state(form: Form, batch: int) -> list[np.ndarray]:
+  """The all-zero state tensors of a stream form, in input order."""
   return [np.zeros((batch, *t.shape), t.dtype) for t in form.inputs[1:]]
 
 
@@ -430,14 +431,14 @@ def stream_reference(form: Form, signal: np.ndarray) -> np.ndarray:
     _, outs = jax.lax.scan(body, tuple(state), jnp.swapaxes(hops, 0, 1))
     return jnp.swapaxes(outs, 0, 1).reshape(b, -1)
 
-  return np.asarray(scan(hops, _zero_state(form, b)))
+  return np.asarray(scan(hops, zero_state(form, b)))
 
 
 def run_stream(run: Callable, form: Form, signal: np.ndarray) -> np.ndarray:
   """Feeds `signal` `(B, T)` hop by hop to `run(feeds) -> outputs`."""
   hop = form.inputs[0].shape[0]
   names = form.input_names
-  state = _zero_state(form, signal.shape[0])
+  state = zero_state(form, signal.shape[0])
   outs = []
   for m in range(signal.shape[-1] // hop):
     args = [signal[:, m * hop : (m + 1) * hop], *state]

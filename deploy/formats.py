@@ -152,9 +152,3 @@ def to_tflite(
       return bytes(converter.convert())
     except Exception as e:  # The converter raises a bare ConverterError.
       raise ExportError(f'LiteRT cannot express this model: {e}') from e
-
-
-def run_stablehlo(data: bytes, *args) -> tuple[np.ndarray, ...]:
-  """Deserializes StableHLO bytes and calls it (a round-trip check)."""
-  exported = jax.export.deserialize(bytearray(data))
-  return tuple(np.asarray(x) for x in exported.call(*args))

@@ -17,9 +17,10 @@ from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
+from flax import traverse_util
 
-from s4jax.quant import packing, seofp
 from s4jax.quant import rules as rules_lib
+from s4jax.quant import seofp
 
 # 2^(e - 127) for biased exponents e = 1..254, and 0 at index 0.
 _POWERS = np.concatenate(
@@ -40,7 +41,7 @@ def encode_params(params: Any, rules: rules_lib.QuantRules) -> dict[str, Any]:
     `seofp.window_shape`) and the `QuantConfig`.
   """
   out = {}
-  for path, leaf in packing._flatten(params).items():  # pylint: disable=protected-access
+  for path, leaf in traverse_util.flatten_dict(params, sep='/').items():
     if not (rules_lib.is_float_leaf(leaf) and rules.is_selected(path)):
       out[path] = np.asarray(leaf)
       continue
@@ -79,7 +80,7 @@ def decode_params(encoded: dict[str, Any]) -> dict[str, Any]:
     lo = _expand(jnp.asarray(lo), q.ndim, cfg)
     index = jnp.where(code > 0, code + lo - 1, 0)
     flat[path] = jnp.where(q < 0, -1.0, 1.0) * table[index]
-  return packing._unflatten(flat)  # pylint: disable=protected-access
+  return traverse_util.unflatten_dict(flat, sep='/')
 
 
 def stored_bytes(encoded: dict[str, Any]) -> tuple[int, int]:
