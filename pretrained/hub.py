@@ -31,11 +31,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
-from flax import serialization, traverse_util
+from flax import serialization
 
-from s4jax.training import inference
+from s4jax.training import inference, summary
 from s4jax.training import tasks as tasks_lib
+
+flat_shapes = summary.flat_shapes  # Re-exported: part of this module's API.
+param_differences = summary.param_differences
 
 ENV_VAR = 'S4JAX_PRETRAINED_DIR'
 CONFIG_FILE = 'config.json'
@@ -44,7 +46,6 @@ CARD_FILE = 'MODEL_CARD.md'
 SEOFP_FILE = 'params.seofp'
 REQUIRED_FILES = (CONFIG_FILE, PARAMS_FILE, CARD_FILE)
 NAME_PATTERN = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
-_MAX_LISTED = 8  # Differences listed per kind in a mismatch message.
 
 
 class PretrainedError(ValueError):
@@ -210,17 +211,6 @@ def read_params(folder: str, card: dict[str, str] | None = None) -> Any:
 # Checking ---------------------------------------------------------------------
 
 
-def flat_shapes(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
-  """`{'a/b/kernel': (shape, dtype name)}` of a nested dict tree."""
-  flat = traverse_util.flatten_dict(tree, sep='/')
-  return {str(k): _describe(v) for k, v in flat.items()}
-
-
-def _describe(leaf: Any) -> tuple[tuple[int, ...], str]:
-  dtype = leaf.dtype if hasattr(leaf, 'dtype') else np.asarray(leaf).dtype
-  return tuple(np.shape(leaf)), np.dtype(dtype).name
-
-
 def expected_params(
   config: ml_collections.ConfigDict, task: tasks_lib.Task | None = None
 ) -> Any:
@@ -229,39 +219,6 @@ def expected_params(
   samples = tasks_lib.init_samples(config)
   init = functools.partial(task.init, num_samples=samples)
   return jax.eval_shape(init, jax.random.key(0))
-
-
-def param_differences(got: Any, want: Any) -> list[str]:
-  """How tree `got` differs from `want` (paths, shapes, dtypes); [] if not."""
-  got, want = flat_shapes(got), flat_shapes(want)
-  out = []
-
-  def listed(kind: str, items: list[str]) -> None:
-    if items:
-      more = len(items) - _MAX_LISTED
-      text = '; '.join(items[:_MAX_LISTED]) + (
-        f'; {more} more' if more > 0 else ''
-      )
-      out.append(f'{len(items)} {kind}: {text}')
-
-  listed(
-    'missing from the file',
-    [f'{p} {want[p][0]}' for p in sorted(set(want) - set(got))],
-  )
-  listed(
-    'not in the model',
-    [f'{p} {got[p][0]}' for p in sorted(set(got) - set(want))],
-  )
-  listed(
-    'of another shape or dtype',
-    [
-      f'{p} is {got[p][0]} {got[p][1]}, the model wants {want[p][0]} '
-      f'{want[p][1]}'
-      for p in sorted(set(got) & set(want))
-      if got[p] != want[p]
-    ],
-  )
-  return out
 
 
 def check_params(
@@ -278,7 +235,7 @@ def check_params(
     path: the parameter file, for the message.
     task: `create_task(config)`, if already built.
   """
-  differences = param_differences(params, expected_params(config, task))
+  differences = summary.param_differences(params, expected_params(config, task))
   if differences:
     raise PretrainedError(
       f'{path} does not match the model of its {CONFIG_FILE} '

@@ -26,6 +26,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import numpy as np
+from flax import traverse_util
 
 
 def _path(context: Any) -> str:
@@ -113,3 +114,55 @@ def params_by_module(params: Any, depth: int = 1) -> dict[str, int]:
 def count_params(params: Any) -> int:
   """Number of scalar parameters."""
   return int(sum(np.prod(np.shape(x)) for x in jax.tree.leaves(params)))
+
+
+_MAX_LISTED = 8  # Differences listed per kind in a mismatch message.
+
+
+def flat_shapes(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+  """`{'a/b/kernel': (shape, dtype name)}` of a nested dict tree."""
+  flat = traverse_util.flatten_dict(tree, sep='/')
+  return {str(k): _describe(v) for k, v in flat.items()}
+
+
+def _describe(leaf: Any) -> tuple[tuple[int, ...], str]:
+  dtype = leaf.dtype if hasattr(leaf, 'dtype') else np.asarray(leaf).dtype
+  return tuple(np.shape(leaf)), np.dtype(dtype).name
+
+
+def param_differences(
+  got: Any, want: Any, got_name: str = 'the file'
+) -> list[str]:
+  """How tree `got` differs from `want` (paths, shapes, dtypes); [] if not.
+
+  `got_name` names where `got` came from in the messages.
+  """
+  got, want = flat_shapes(got), flat_shapes(want)
+  out = []
+
+  def listed(kind: str, items: list[str]) -> None:
+    if items:
+      more = len(items) - _MAX_LISTED
+      text = '; '.join(items[:_MAX_LISTED]) + (
+        f'; {more} more' if more > 0 else ''
+      )
+      out.append(f'{len(items)} {kind}: {text}')
+
+  listed(
+    f'missing from {got_name}',
+    [f'{p} {want[p][0]}' for p in sorted(set(want) - set(got))],
+  )
+  listed(
+    'not in the model',
+    [f'{p} {got[p][0]}' for p in sorted(set(got) - set(want))],
+  )
+  listed(
+    'of another shape or dtype',
+    [
+      f'{p} is {got[p][0]} {got[p][1]}, the model wants {want[p][0]} '
+      f'{want[p][1]}'
+      for p in sorted(set(got) & set(want))
+      if got[p] != want[p]
+    ],
+  )
+  return out

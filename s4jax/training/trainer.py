@@ -47,6 +47,7 @@ from s4jax.training import progress as progress_lib
 from s4jax.training import sharding as sharding_lib
 from s4jax.training import state as state_lib
 from s4jax.training import steps as steps_lib
+from s4jax.training import summary as summary_lib
 from s4jax.training import tasks as tasks_lib
 
 REPORT_SUBDIR = 'eval'
@@ -356,31 +357,20 @@ def train_and_evaluate(
     run.close()
 
 
-def _tree_shapes(tree: Any) -> dict[str, tuple]:
-  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return {
-    jax.tree_util.keystr(k): (np.shape(v), np.dtype(v.dtype).name)
-    for k, v in flat
-  }
-
-
 def with_initial_params(state, params: Any):
   """`state` with `params` in place of its parameters (same shardings).
 
   Raises:
     ValueError: naming the parameters whose path, shape or dtype differ.
   """
-  have, want = _tree_shapes(params), _tree_shapes(state.params)
-  if have != want:
-    diff = sorted(
-      f'{k}: {have.get(k, "missing")} (model: {want.get(k, "none")})'
-      for k in set(have) | set(want)
-      if have.get(k) != want.get(k)
-    )
+  diff = summary_lib.param_differences(
+    params, state.params, 'the initial parameters'
+  )
+  if diff:
     raise ValueError(
-      "The initial parameters do not fit this recipe's model ("
-      f'{len(diff)} differ): {"; ".join(diff[:5])}. Fine-tune with the '
-      'recipe the parameters were trained with.'
+      "The initial parameters do not fit this recipe's model: "
+      f'{"; ".join(diff)}. Fine-tune with the recipe the parameters were '
+      'trained with.'
     )
   # From host NumPy arrays, so that every process of a multi-host job
   # places its own (identical) copy into the global sharding.
