@@ -7,7 +7,7 @@ r"""Metric parity on real recordings: PESQ, STOI/ESTOI, DNSMOS, composite.
 (mpariente/pystoi `samples/`: `clean.wav`, `mixture.wav`, `denoised.wav`);
 the `python_pesq/` folder itself may be given instead.
 
-Checks the `s4jax.audio.metrics` PESQ wrapper against the values in the
+Checks the `harness.metrics` PESQ wrapper against the values in the
 python-pesq README (wide-band 1.0832337141036987, narrow-band
 1.6072081327438354) and exits 1 if they differ by more than 1e-6; prints
 STOI, ESTOI, DNSMOS (and DNSMOS from `speechmos` itself when it can run, its
@@ -26,7 +26,7 @@ import types
 import numpy as np
 import soundfile as sf
 
-from s4jax.audio import metrics
+from harness import metrics
 
 UPSTREAM_PESQ = {'pesq_wb': 1.0832337141036987, 'pesq_nb': 1.6072081327438354}
 TOLERANCE = 1e-6

@@ -26,8 +26,8 @@ import numpy as np
 from absl import app, flags
 
 from data_pipelines import audio_io
-from s4jax.audio import metrics as metrics_lib
-from s4jax.training import runtime
+from harness import metrics as metrics_lib
+from harness import runtime
 
 _AUDIO_DIR = flags.DEFINE_string(
   'audio_dir', None, 'Required. Folder with real clean/noisy pairs.'
@@ -93,7 +93,7 @@ def _load_model(spec: str):
     with open(path, 'rb') as f:
       params = packing.unpack(packing.from_bytes(f.read()))
     return dataclasses.replace(model, params=params)
-  from s4jax.training import inference  # pylint: disable=g-import-not-at-top
+  from harness import inference  # pylint: disable=g-import-not-at-top
 
   is_checkpoint = os.path.basename(os.path.normpath(spec)).isdigit()
   return inference.load(spec, None if is_checkpoint else 'best')

@@ -45,16 +45,9 @@ from absl import logging
 
 from configs import spiking_s4_ndns_seofp
 from data_pipelines import input_pipeline
+from harness import checkpoint, evaluation, trainer
 from s4jax.quant import intadd, rules, seofp
-from s4jax.training import (
-  checkpoint,
-  evaluation,
-  optim,
-  sharding,
-  steps,
-  tasks,
-  trainer,
-)
+from s4jax.training import optim, sharding, steps, tasks
 
 METRICS = ('si_snr', 'si_snri', 'pesq_wb')
 VARIANTS = {'float': None, 'seofp5': 5, 'seofp8': 8}

@@ -18,7 +18,8 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from s4jax.training import checkpoint, optim, sharding, steps, tasks
+from harness import checkpoint
+from s4jax.training import optim, sharding, steps, tasks
 
 _CONFIG = config_flags.DEFINE_config_file(
   'config', 'configs/demo.py', 'Recipe file.', lock_config=False
@@ -44,10 +45,7 @@ def build(config, dtype: str):
   clean = rng.standard_normal((rows, length)).astype(np.float32) * 0.1
   noisy = clean + 0.05 * rng.standard_normal((rows, length)).astype(np.float32)
   batch = sharding.to_global({'noisy': noisy, 'clean': clean}, mesh)
-  abstract_batch = jax.tree.map(
-    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), batch
-  )
-  fn, _ = steps.make_train_step(task, tx, lr_fn, state, abstract_batch)
+  fn = steps.make_train_step(task, tx, lr_fn)
   repl = sharding.replicated(mesh)
   step = jax.jit(
     fn,

@@ -158,7 +158,7 @@ def stream_form(model, source: str, seofp_bits: int | None = None) -> Form:
   """The streaming Spiking-S4 enhancer of a loaded model.
 
   Args:
-    model: a loaded `s4jax.training.inference.Enhancer`.
+    model: a loaded `harness.inference.Enhancer`.
     source: where it came from, for the metadata.
     seofp_bits: store the Dense weights SEOFP-quantised at this many
       exponent bits (int8 codes decoded in the graph, `deploy.quant`).
@@ -241,7 +241,7 @@ def offline_form(model, source: str, seconds: float) -> Form:
   """The whole-clip form of a loaded model for clips of `seconds`.
 
   Args:
-    model: a loaded `s4jax.training.inference.Enhancer` (enhancer or
+    model: a loaded `harness.inference.Enhancer` (enhancer or
       separator).
     source: where it came from, for the metadata.
     seconds: the clip length the exported function takes.
@@ -521,7 +521,7 @@ def export(
     meta = artifacts.export(hub.from_pretrained('spiking_s4'), 'out/ss4')
 
   Args:
-    model: a loaded `s4jax.training.inference.Enhancer`
+    model: a loaded `harness.inference.Enhancer`
       (`inference.load(workdir)` or `pretrained.hub.from_pretrained(name)`).
     out_dir: a new folder.
     form: 'stream' or 'offline'.

@@ -22,7 +22,7 @@ import soundfile as sf
 from absl import flags, logging
 
 from data_pipelines import audio_io
-from s4jax.training import runtime
+from harness import runtime
 
 _WORKDIR = flags.DEFINE_string(
   'workdir',
@@ -357,7 +357,7 @@ def _windows(model, rates, get_file, n_model, chunk, context):
 
 
 def _order(model, previous, current, chunk, context):
-  from s4jax.training import inference  # pylint: disable=g-import-not-at-top
+  from harness import inference  # pylint: disable=g-import-not-at-top
 
   del model
   shared_prev = previous[:, chunk : chunk + 2 * context]
@@ -602,7 +602,7 @@ def _load_model(task_name: str, streaming: bool):
   if _PRETRAINED.value:
     model = _load_pretrained(_PRETRAINED.value, _PRETRAINED_DIR.value)
   else:
-    from s4jax.training import inference  # pylint: disable=g-import-not-at-top
+    from harness import inference  # pylint: disable=g-import-not-at-top
 
     model = inference.load(
       _WORKDIR.value or _CHECKPOINT.value,
@@ -691,7 +691,7 @@ def cli_main(
   """An `app.run` main for `task_name` with one-line errors."""
 
   def main(argv):
-    from s4jax.training import errors  # pylint: disable=g-import-not-at-top
+    from harness import errors  # pylint: disable=g-import-not-at-top
 
     runtime.quiet_library_logs()
     stream = streaming is not None and streaming.value

@@ -33,7 +33,7 @@ import time
 from absl import app, flags, logging
 
 from data_pipelines import offline, offline_build, offline_sources
-from s4jax.training import runtime
+from harness import runtime
 
 _OUTPUT_DIR = flags.DEFINE_string(
   'output_dir',

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
-from s4jax.training import runtime
+from harness import runtime
 
 _WORKDIR = flags.DEFINE_string(
   'workdir',
@@ -126,7 +126,7 @@ def write_example(folder: str, sample_rate: int, seconds: float) -> str:
 
 def _si_snr(path: str, clean: str) -> float:
   from data_pipelines import audio_io  # pylint: disable=g-import-not-at-top
-  from s4jax.audio import metrics  # pylint: disable=g-import-not-at-top
+  from harness import metrics  # pylint: disable=g-import-not-at-top
 
   x, _ = audio_io.read_audio(path)
   ref, _ = audio_io.read_audio(clean)
@@ -157,7 +157,7 @@ def noisy_baseline(workdir: str, names: Sequence[str]) -> dict[str, float]:
   import numpy as np  # pylint: disable=g-import-not-at-top
 
   from data_pipelines import input_pipeline  # pylint: disable=g-import-not-at-top
-  from s4jax.audio import metrics  # pylint: disable=g-import-not-at-top
+  from harness import metrics  # pylint: disable=g-import-not-at-top
 
   names = [n for n in names if n not in metrics.NEEDS_NOISY]
   with open(os.path.join(workdir, 'config.json')) as f:

@@ -41,8 +41,8 @@ from __future__ import annotations
 
 from absl import app, flags
 
+from harness import runtime
 from launch import audio_batch
-from s4jax.training import runtime
 
 _STREAMING = flags.DEFINE_bool(
   'streaming',

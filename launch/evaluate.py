@@ -19,7 +19,7 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
-from s4jax.training import runtime
+from harness import runtime
 
 _CONFIG = config_flags.DEFINE_config_file(
   'config',
@@ -71,7 +71,7 @@ def main(argv):
   """Program entry point (after flag parsing)."""
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  from s4jax.training import trainer  # pylint: disable=g-import-not-at-top
+  from harness import trainer  # pylint: disable=g-import-not-at-top
 
   runtime.hide_accelerators_from_tensorflow()
   runtime.quiet_library_logs()

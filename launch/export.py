@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from s4jax.training import runtime
+from harness import runtime
 
 _WORKDIR = flags.DEFINE_string(
   'workdir',
@@ -105,7 +105,7 @@ def _load():
 
     model = hub.from_pretrained(_PRETRAINED.value, root=_PRETRAINED_DIR.value)
     return model, f'pretrained:{_PRETRAINED.value}'
-  from s4jax.training import inference  # pylint: disable=g-import-not-at-top
+  from harness import inference  # pylint: disable=g-import-not-at-top
 
   path = _WORKDIR.value or _CHECKPOINT.value
   step = None if _CHECKPOINT.value else _STEP.value

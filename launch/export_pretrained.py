@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from s4jax.training import runtime
+from harness import runtime
 
 _WORKDIR = flags.DEFINE_string(
   'workdir',

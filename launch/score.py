@@ -28,7 +28,7 @@ the shorter one (warned). NaN/Inf samples found while reading make that file
 fail (stderr, exit status 1).
 
 Metric names are listed under `--metrics` below (they are those of
-`s4jax.audio.metrics.ENHANCEMENT_METRICS`). Only DNSMOS metrics may be used
+`harness.metrics.ENHANCEMENT_METRICS`). Only DNSMOS metrics may be used
 without `--reference`.
 Exit status: 0 scored, 1 incomplete (a file could not be read, or with
 `--strict` an unmatched file or failed metric), 2 bad flags or inputs.
@@ -56,8 +56,7 @@ import soundfile as sf
 from absl import app, flags
 
 from data_pipelines import audio_io
-from s4jax.audio import metrics
-from s4jax.training import runtime
+from harness import metrics, runtime
 
 DEFAULT_METRICS = 'si_snr,pesq_wb,stoi'
 FILEID = re.compile(r'fileid_(\d+)')

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from absl import app, flags
 
+from harness import runtime
 from launch import audio_batch
-from s4jax.training import runtime
 
 flags.adopt_module_key_flags(audio_batch)
 

@@ -38,7 +38,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from s4jax.training import runtime
+from harness import runtime
 
 _CONFIG = config_flags.DEFINE_config_file(
   'config',
@@ -162,7 +162,8 @@ def _params(config, task) -> tuple[Any, int | None]:
   """`(params, checkpoint step)`: `--workdir`'s, else initial (step None)."""
   import jax  # pylint: disable=g-import-not-at-top
 
-  from s4jax.training import inference, tasks  # pylint: disable=g-import-not-at-top
+  from harness import inference
+  from s4jax.training import tasks  # pylint: disable=g-import-not-at-top
 
   if _WORKDIR.value:
     run = inference.load(_WORKDIR.value)
@@ -309,7 +310,7 @@ def main(argv):
   """Program entry point (after flag parsing)."""
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  from s4jax.training import errors  # pylint: disable=g-import-not-at-top
+  from harness import errors  # pylint: disable=g-import-not-at-top
 
   runtime.quiet_library_logs()
   try:

@@ -40,7 +40,7 @@ import numpy as np
 from absl import app, flags
 
 from data_pipelines import audio_io, mixing
-from s4jax.training import runtime
+from harness import runtime
 
 SETS = (
   ('train', 'training_set', 'hours'),

@@ -22,7 +22,7 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from s4jax.training import runtime
+from harness import runtime
 
 _CONFIG = config_flags.DEFINE_config_file(
   'config',
@@ -71,7 +71,7 @@ def _initial_params(source: str | None):
   if source in hub.available():
     model = hub.from_pretrained(source)
   elif os.path.exists(source):
-    from s4jax.training import inference  # pylint: disable=g-import-not-at-top
+    from harness import inference  # pylint: disable=g-import-not-at-top
 
     model = inference.load(source)
   else:
@@ -88,7 +88,7 @@ def main(argv):
   """Program entry point (after flag parsing)."""
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  from s4jax.training import trainer  # pylint: disable=g-import-not-at-top
+  from harness import trainer  # pylint: disable=g-import-not-at-top
 
   runtime.hide_accelerators_from_tensorflow()
   runtime.quiet_library_logs()

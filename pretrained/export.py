@@ -1,7 +1,7 @@
 """Exports a training checkpoint as a pretrained model folder (see `hub`).
 
 `export_run(workdir, name=...)` restores a checkpoint with
-`s4jax.training.inference.load`, then writes `<root>/<name>/` with
+`harness.inference.load`, then writes `<root>/<name>/` with
 `config.json`, `params.msgpack` (float32 parameters only), a `MODEL_CARD.md`
 skeleton for the author to complete and, with `seofp_bits`, a SEOFP-packed
 `params.seofp`. Everything is written into a hidden temporary folder next to
@@ -25,8 +25,9 @@ import ml_collections
 import numpy as np
 from flax import serialization
 
+from harness import inference
 from pretrained import hub
-from s4jax.training import inference, summary
+from s4jax.training import summary
 
 
 class ExportError(ValueError):

@@ -33,7 +33,8 @@ import jax.numpy as jnp
 import ml_collections
 from flax import serialization
 
-from s4jax.training import inference, summary
+from harness import inference
+from s4jax.training import summary
 from s4jax.training import tasks as tasks_lib
 
 flat_shapes = summary.flat_shapes  # Re-exported: part of this module's API.
@@ -250,7 +251,7 @@ def load_dir(folder: str) -> inference.Enhancer:
   """Loads the model in `folder` (any path; see the module doc).
 
   Returns:
-    The same kind of object as `s4jax.training.inference.load`: call it on
+    The same kind of object as `harness.inference.load`: call it on
     a mono float32 signal at `.sample_rate`.
 
   Raises:
@@ -291,7 +292,7 @@ def from_pretrained(name: str, root: str | None = None) -> inference.Enhancer:
     root: folder holding the models; default `default_root()`.
 
   Returns:
-    The model, like `s4jax.training.inference.load(workdir)` returns it:
+    The model, like `harness.inference.load(workdir)` returns it:
     `model(x)` maps a mono float32 signal `(T,)` at `model.sample_rate` to
     the enhanced signal `(T,)` or the separated sources `(S, T)`.
 

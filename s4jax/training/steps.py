@@ -6,9 +6,10 @@ step still advances (the batch is consumed, so data order is unaffected) and
 `consecutive_skips` counts up; a finite step resets it. The loop stops the
 run when it reaches `config.train.max_consecutive_skips`.
 
-Metrics come back as a `clu.metrics.Collection`: loss-like values are masked
-averages over finite steps, `skipped` is the fraction of skipped steps, and
-the learning rate and skip counters are last values.
+Metrics come back as `StepMetrics`, a pytree that accumulates on device
+between reports: loss-like values are masked averages over finite steps,
+`skipped` is the fraction of skipped steps, and the learning rate and skip
+counters are last values.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import flax
 import jax
 import jax.numpy as jnp
 import optax
-from clu import metrics as clu_metrics
 
 from s4jax.training import state as state_lib
 from s4jax.training import tasks as tasks_lib
@@ -82,60 +82,74 @@ def make_raw_train_step(
   return train_step
 
 
-def _average(name: str, masked: bool) -> type[clu_metrics.Metric]:
-  @flax.struct.dataclass
-  class _Average(clu_metrics.Average):
-    @classmethod
-    def from_model_output(cls, **outputs):
-      value = jnp.reshape(outputs[name], (1,)).astype(jnp.float32)
-      mask = jnp.reshape(outputs['finite'], (1,)) if masked else None
-      return super().from_model_output(value, mask=mask)
+@flax.struct.dataclass
+class StepMetrics:
+  """Train-step scalars accumulated over steps (a pytree; merge on device).
 
-  return _Average
+  Attributes:
+    sums: per averaged name, the sum of its values over counted steps.
+    counts: per averaged name, the steps counted: finite steps, or every
+      step for `UNMASKED` names.
+    last: the newest value of each `LAST_VALUES` name.
+  """
 
+  sums: dict[str, jax.Array]
+  counts: dict[str, jax.Array]
+  last: dict[str, jax.Array]
 
-def metrics_collection(names: list[str]) -> type[clu_metrics.Collection]:
-  """A clu `Collection` class for the scalar names of a train step."""
-  fields = {}
-  for name in names:
-    if name == 'finite':
-      continue
-    if name in LAST_VALUES:
-      fields[name] = clu_metrics.LastValue.from_output(name)
-    else:
-      fields[name] = _average(name, masked=name not in UNMASKED)
-  return clu_metrics.Collection.create(**fields)
+  @classmethod
+  def from_step(cls, scalars: dict[str, jax.Array]) -> StepMetrics:
+    """One step's metrics from the raw step's scalar dict."""
+    finite = jnp.asarray(scalars['finite'], jnp.float32)
+    sums, counts, last = {}, {}, {}
+    for name, value in scalars.items():
+      if name == 'finite':
+        continue
+      if name in LAST_VALUES:
+        last[name] = value
+        continue
+      weight = jnp.ones((), jnp.float32) if name in UNMASKED else finite
+      sums[name] = weight * jnp.asarray(value, jnp.float32)
+      counts[name] = weight
+    return cls(sums=sums, counts=counts, last=last)
+
+  def merge(self, newer: StepMetrics) -> StepMetrics:
+    """Both spans together; last values come from `newer`."""
+    add = lambda a, b: a + b  # noqa: E731
+    return StepMetrics(
+      sums=jax.tree.map(add, self.sums, newer.sums),
+      counts=jax.tree.map(add, self.counts, newer.counts),
+      last=newer.last,
+    )
+
+  def compute(self) -> dict[str, jax.Array]:
+    """Averages (NaN where no step counted) and last values, by name."""
+    averages = {k: self.sums[k] / self.counts[k] for k in self.sums}
+    return {**averages, **self.last}
 
 
 def make_train_step(
   task: tasks_lib.Task,
   tx: optax.GradientTransformation,
   lr_fn: Callable[[Any], Any],
-  abstract_state: state_lib.TrainState,
-  abstract_batch: dict[str, jax.ShapeDtypeStruct],
-) -> tuple[StepFn, type[clu_metrics.Collection]]:
-  """The train step returning `(state, metrics Collection, consecutive)`.
+) -> StepFn:
+  """The train step returning `(state, StepMetrics, consecutive_skips)`.
 
   Args:
     task: the task.
     tx: the optimiser.
     lr_fn: schedule used for logging the learning rate.
-    abstract_state: shapes of the state (to discover the metric names).
-    abstract_batch: shapes of a global batch.
 
   Returns:
-    The step (not jitted) and its metrics Collection class.
+    The step (not jitted).
   """
   raw = make_raw_train_step(task, tx, lr_fn)
-  _, scalars = jax.eval_shape(raw, abstract_state, abstract_batch)
-  collection = metrics_collection(sorted(scalars))
 
   def train_step(state, batch):
     new_state, out = raw(state, batch)
-    metrics = collection.single_from_model_output(**out)
-    return new_state, metrics, out['consecutive_skips']
+    return new_state, StepMetrics.from_step(out), out['consecutive_skips']
 
-  return train_step, collection
+  return train_step
 
 
 def make_eval_step(task: tasks_lib.Task) -> Callable[..., dict[str, Any]]:

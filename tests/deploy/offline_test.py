@@ -9,7 +9,8 @@ import pytest
 
 from configs import s4m_tiny
 from deploy import artifacts, formats, runners
-from s4jax.training import inference, tasks
+from harness import inference
+from s4jax.training import tasks
 
 TOL = 1e-4  # Of the output peak.
 

@@ -10,7 +10,8 @@ import soundfile as sf
 from absl import flags
 
 from data_pipelines import audio_io
-from s4jax.training import inference, testing, trainer
+from harness import inference, trainer
+from s4jax.training import testing
 from tests.launch import cli
 from tests.training import toy_config
 
@@ -416,7 +417,7 @@ def _run_in_process(task, argv, *more):
 def test_enhance_rejects_bad_input_with_a_message(
   runs, tmp_path, case, message
 ):
-  from s4jax.training import errors
+  from harness import errors
 
   bad = _bad_inputs(tmp_path)
   good = str(tmp_path / 'good.wav')

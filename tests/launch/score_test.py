@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from harness import metrics
 from launch import score
-from s4jax.audio import metrics
 
 SR = 16000
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))

@@ -10,8 +10,9 @@ import pytest
 import soundfile as sf
 from flax import serialization
 
+from harness import inference, trainer
 from pretrained import export, hub
-from s4jax.training import inference, tasks, testing, trainer
+from s4jax.training import tasks, testing
 from tests.launch import cli
 from tests.training import toy_config
 

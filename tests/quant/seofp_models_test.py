@@ -24,17 +24,11 @@ import pytest
 
 from configs import s4m_tiny_seofp, spiking_s4_ndns, spiking_s4_ndns_seofp
 from data_pipelines import input_pipeline
+from harness import checkpoint, evaluation, trainer
 from s4jax.audio import stft
 from s4jax.models import s4m, spiking_s4
 from s4jax.quant import intadd, packing, rules, seofp
-from s4jax.training import (
-  checkpoint,
-  evaluation,
-  optim,
-  sharding,
-  tasks,
-  trainer,
-)
+from s4jax.training import optim, sharding, tasks
 
 U = 2.0**-24  # float32 unit roundoff.
 

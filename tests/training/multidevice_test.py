@@ -18,7 +18,8 @@ if num_processes > 1:
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   jax.distributed.initialize(os.environ['COORD'], num_processes, process_id)
 jax.config.update('jax_disable_most_optimizations', True)
-from s4jax.training import testing, trainer
+from s4jax.training import testing
+from harness import trainer
 from tests.training import toy_config
 config = toy_config.get_config('steps=4')
 config.train.eval_every = 4

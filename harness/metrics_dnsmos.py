@@ -39,7 +39,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from s4jax.audio import metrics_common
+from harness import metrics_common
 
 SAMPLE_RATE = 16000
 INPUT_LENGTH = 9.01  # seconds per window

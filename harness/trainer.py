@@ -41,9 +41,10 @@ from clu import parameter_overview
 from etils import epath
 from jax.experimental import multihost_utils
 
-from s4jax.training import checkpoint as ckpt_lib
-from s4jax.training import errors, evaluation, optim
-from s4jax.training import progress as progress_lib
+from harness import checkpoint as ckpt_lib
+from harness import errors, evaluation
+from harness import progress as progress_lib
+from s4jax.training import optim
 from s4jax.training import sharding as sharding_lib
 from s4jax.training import state as state_lib
 from s4jax.training import steps as steps_lib
@@ -226,13 +227,7 @@ class _Run:
     self.pool = None
 
   def compile_train_step(self, state, batch):
-    abstract_batch = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-      batch,
-    )
-    step_fn, _ = steps_lib.make_train_step(
-      self.task, self.tx, self.lr_fn, state, abstract_batch
-    )
+    step_fn = steps_lib.make_train_step(self.task, self.tx, self.lr_fn)
     repl = sharding_lib.replicated(self.mesh)
     return jax.jit(
       step_fn,
@@ -326,7 +321,7 @@ def train_and_evaluate(
     config: a recipe from `configs/` (see `configs/base.py`).
     workdir: where checkpoints, TensorBoard events and reports go.
     input_pipeline: provides `create_train_iterator`/`create_eval_iterator`.
-    metric_fn: evaluation metric function (default: `s4jax.audio.metrics`).
+    metric_fn: evaluation metric function (default: `harness.metrics`).
     initial_params: fine-tuning: a new run (no checkpoint in `workdir`)
       starts from these parameters instead of a fresh initialisation, with
       a fresh optimiser; they must have the model's exact structure and

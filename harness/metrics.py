@@ -33,7 +33,7 @@ through `fast_bss_eval`, equal to `mir_eval.separation.bss_eval_sources`).
 Improvements subtract the score of the mixture used as every estimate.
 
 Heavy packages (pesq, pystoi, onnxruntime, fast_bss_eval, scipy) are imported
-inside the functions that need them, so `import s4jax.audio.metrics` is light
+inside the functions that need them, so `import harness.metrics` is light
 and TensorFlow-free. Bad input raises `MetricError` (a `ValueError`) with a
 message naming the problem; with `on_error='nan'` the affected metrics
 become NaN instead and the message is kept under `'errors'` by
@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from s4jax.audio import metrics_common
+from harness import metrics_common
 
 MetricError = metrics_common.MetricError
 resample = metrics_common.resample
@@ -295,14 +295,14 @@ def _group_stoi(est, ref, noisy, names, sample_rate):
 
 def _group_dnsmos(est, ref, noisy, names, sample_rate):
   del ref, noisy, names
-  from s4jax.audio import metrics_dnsmos
+  from harness import metrics_dnsmos
 
   return metrics_dnsmos.dnsmos(est, sample_rate, num_threads=_ORT_THREADS)
 
 
 def _group_composite(est, ref, noisy, names, sample_rate, cache):
   del noisy, names
-  from s4jax.audio import metrics_composite
+  from harness import metrics_composite
 
   pesq_value = cache.get('pesq_wb') if sample_rate >= 16000 else None
   if pesq_value is not None and not math.isfinite(pesq_value):
@@ -625,7 +625,7 @@ def worker_init() -> None:
   os.environ.setdefault('OMP_NUM_THREADS', '1')
 
 
-_worker_init = worker_init  # Older name, used by s4jax.training.evaluation.
+_worker_init = worker_init  # Older name, used by harness.evaluation.
 
 
 def _normalise(example) -> dict:

@@ -11,7 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from s4jax.training import checkpoint, testing, trainer
+from harness import checkpoint, trainer
+from s4jax.training import testing
 from tests.launch import cli
 from tests.training import toy_config
 

@@ -22,7 +22,7 @@ from absl import logging
 from etils import epath
 from orbax.checkpoint import checkpoint_managers
 
-from s4jax.training import errors, evaluation
+from harness import errors, evaluation
 from s4jax.training import sharding as sharding_lib
 from s4jax.training import state as state_lib
 from s4jax.training import tasks as tasks_lib

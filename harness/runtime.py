@@ -87,7 +87,7 @@ def errors_as_messages():
   """
   import jax  # pylint: disable=g-import-not-at-top
 
-  from s4jax.training import errors  # pylint: disable=g-import-not-at-top
+  from harness import errors  # pylint: disable=g-import-not-at-top
 
   try:
     yield

@@ -9,7 +9,7 @@ processes.
 
 Metric functions are pluggable: `metric_fn(names, estimate, reference, noisy,
 sample_rate) -> {name: (B,) array}`. The default, `library_metrics`, scores
-each row with `s4jax.audio.metrics.compute_metrics` (enhancement) or
+each row with `harness.metrics.compute_metrics` (enhancement) or
 `compute_separation_metrics` (separation); a metric that fails on a clip is
 NaN there, left out of the mean and counted in a warning.
 """
@@ -65,7 +65,7 @@ def library_metrics(
   noisy: np.ndarray | None = None,
   sample_rate: int = 16000,
 ) -> dict[str, np.ndarray]:
-  """Per-row `s4jax.audio.metrics` scores; a failed metric is NaN.
+  """Per-row `harness.metrics` scores; a failed metric is NaN.
 
   Args:
     names: metric names of the task.
@@ -77,7 +77,7 @@ def library_metrics(
   Returns:
     `{name: (B,) float64}`.
   """
-  from s4jax.audio import metrics  # pylint: disable=g-import-not-at-top
+  from harness import metrics  # pylint: disable=g-import-not-at-top
 
   rows = []
   for i in range(estimate.shape[0]):
@@ -126,7 +126,7 @@ def make_pool(workers: int) -> concurrent.futures.Executor | None:
   """A spawn-based process pool (JAX is multithreaded: never fork)."""
   if workers < 1:
     return None
-  from s4jax.audio import metrics  # pylint: disable=g-import-not-at-top
+  from harness import metrics  # pylint: disable=g-import-not-at-top
 
   return concurrent.futures.ProcessPoolExecutor(
     max_workers=workers,

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from s4jax.audio import metrics_common
+from harness import metrics_common
 
 ALPHA = 0.95  # fraction of best frames kept for LLR and WSS
 SEGSNR_RANGE = (-10.0, 35.0)
@@ -329,7 +329,7 @@ def composite_pesq(
   Returns:
     The PESQ value.
   """
-  from s4jax.audio import metrics  # PESQ wrapper; lazy to avoid a cycle.
+  from harness import metrics  # PESQ wrapper; lazy to avoid a cycle.
 
   if pesq_mode == 'auto':
     pesq_mode = 'wb' if sample_rate >= 16000 else 'nb_raw'

@@ -1,10 +1,10 @@
-"""Tests for s4jax.training.progress: report schedule, ETA, cost estimate."""
+"""Tests for harness.progress: report schedule, ETA, cost estimate."""
 
 import math
 
 import pytest
 
-from s4jax.training import progress
+from harness import progress
 
 
 def _reported_steps(start, num_steps, log_every, step_seconds=1.0):

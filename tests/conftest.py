@@ -1,12 +1,17 @@
-"""Shared setup of the training tests: fast XLA compiles, one compile cache.
+"""Shared test setup: fast XLA compiles for the training-loop tests.
 
-The settings are restored after each module, so tests elsewhere in the same
-session run with JAX's defaults.
+Modules under `tests/training/` and `tests/harness/` run toy models, which
+need no XLA optimisation, and share one compile cache. The settings are
+restored after each module, so tests elsewhere in the same session run with
+JAX's defaults.
 """
+
+import pathlib
 
 import jax
 import pytest
 
+_FAST_DIRS = ('training', 'harness')
 _SETTINGS = (
   'jax_disable_most_optimizations',
   'jax_compilation_cache_dir',
@@ -21,8 +26,12 @@ def _xla_cache_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope='module', autouse=True)
-def _fast_compiles(_xla_cache_dir):
+def _fast_compiles(request):
   """Toy models need no XLA optimisation; identical steps compile once."""
+  if pathlib.Path(str(request.path)).parent.name not in _FAST_DIRS:
+    yield
+    return
+  _xla_cache_dir = request.getfixturevalue('_xla_cache_dir')
   saved = {name: jax.config.values[name] for name in _SETTINGS}
   jax.config.update('jax_disable_most_optimizations', True)
   jax.config.update('jax_compilation_cache_dir', _xla_cache_dir)

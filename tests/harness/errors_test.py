@@ -1,6 +1,6 @@
-"""Tests for s4jax.training.errors: messages for errors users can fix."""
+"""Tests for harness.errors: messages for errors users can fix."""
 
-from s4jax.training import errors
+from harness import errors
 
 
 def test_out_of_memory_names_the_size_and_the_fix():

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from s4jax.training import checkpoint as ckpt_lib
+from harness import checkpoint as ckpt_lib
 from s4jax.training import optim
 from s4jax.training import sharding as sharding_lib
 from s4jax.training import tasks as tasks_lib

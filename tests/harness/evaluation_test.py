@@ -6,7 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from s4jax.training import evaluation, sharding, steps, tasks, testing
+from harness import evaluation
+from s4jax.training import sharding, steps, tasks, testing
 from tests.training import toy_config
 
 

@@ -1,4 +1,4 @@
-"""Tests for s4jax.audio.metrics and its metrics_* helpers.
+"""Tests for harness.metrics and its metrics_* helpers.
 
 Signals are generated here (a harmonic, amplitude-modulated "speech-like"
 tone); nothing is read from disk.
@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from s4jax.audio import losses, metrics, metrics_common
-from s4jax.audio import metrics_composite as mc
-from s4jax.audio import metrics_dnsmos as md
+from harness import metrics, metrics_common
+from harness import metrics_composite as mc
+from harness import metrics_dnsmos as md
+from s4jax.audio import losses
 
 SR = 16000
 
@@ -509,8 +510,8 @@ def test_evaluate_examples_separation():
 
 def test_import_is_light():
   code = (
-    'import sys; import s4jax.audio.metrics, s4jax.audio.metrics_composite, '
-    's4jax.audio.metrics_dnsmos; heavy = [m for m in ("tensorflow", '
+    'import sys; import harness.metrics, harness.metrics_composite, '
+    'harness.metrics_dnsmos; heavy = [m for m in ("tensorflow", '
     '"pesq", "pystoi", "onnxruntime", "fast_bss_eval", "speechmos", '
     '"librosa") if m in sys.modules]; print(heavy); '
     'assert not heavy, heavy'
