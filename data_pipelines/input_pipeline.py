@@ -36,6 +36,7 @@ import numpy as np
 from absl import logging
 
 from data_pipelines import audio_io, offline, synthetic
+from harness import runtime
 
 _PERM_TAG, _CROP_TAG = 101, 102
 # N-DNS clips are cropped or padded to exactly 30 s (Intel's DNSAudio loader).
@@ -470,12 +471,9 @@ def _eval_batch_fn(config, source: Source, size: int, pi: int, pc: int):
 
 
 def _tf():
+  runtime.hide_accelerators_from_tensorflow()
   import tensorflow as tf  # Deferred: the library never imports TensorFlow.
 
-  try:  # Keep TensorFlow off accelerators; JAX owns them.
-    tf.config.set_visible_devices([], 'GPU')
-  except (RuntimeError, ValueError):
-    pass
   return tf
 
 

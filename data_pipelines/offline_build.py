@@ -40,7 +40,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import multiprocessing
 import os
 import re
 import shutil
@@ -56,6 +55,7 @@ from absl import logging
 
 from data_pipelines import audio_io, mixing, offline_sources, rir
 from data_pipelines.offline_sources import NOISE, REAL, SPEECH, TTS
+from harness import pools
 
 VERSION = 1
 SAMPLE_RATE = 16000
@@ -868,8 +868,7 @@ def run_jobs(
         if progress:
           progress(done, len(jobs))
     return
-  ctx = multiprocessing.get_context('spawn')
-  with concurrent.futures.ProcessPoolExecutor(workers, ctx) as pool:
+  with pools.process_pool(workers) as pool:
     futures = [pool.submit(_run_chunk, c, corpus_dir) for c in chunks]
     try:
       for fut in concurrent.futures.as_completed(futures):

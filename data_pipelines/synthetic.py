@@ -15,11 +15,9 @@ parameter; a second run memory-maps them.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
 import time
@@ -29,6 +27,7 @@ import numpy as np
 from absl import logging
 
 from data_pipelines import mixing, noise_synth, speech_synth
+from harness import pools
 
 # Bump when a change to the generators changes their output.
 GENERATOR_VERSION = 1
@@ -224,9 +223,7 @@ def _generate_into(spec: SyntheticSpec, folder: str, num_workers: int):
     for c in chunks:
       store(c, _make_chunk(spec, c))
   else:
-    # 'spawn': the caller may have started threads (JAX, TensorFlow).
-    ctx = multiprocessing.get_context('spawn')
-    with concurrent.futures.ProcessPoolExecutor(num_workers, ctx) as pool:
+    with pools.process_pool(num_workers) as pool:
       for c, exs in zip(
         chunks, pool.map(_make_chunk, [spec] * len(chunks), chunks), strict=True
       ):

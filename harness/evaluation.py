@@ -19,7 +19,6 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import json
-import multiprocessing
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -29,6 +28,7 @@ from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
+from harness import pools
 from s4jax.training import sharding as sharding_lib
 from s4jax.training import tasks as tasks_lib
 
@@ -126,14 +126,7 @@ def make_pool(workers: int) -> concurrent.futures.Executor | None:
   """A spawn-based process pool (JAX is multithreaded: never fork)."""
   if workers < 1:
     return None
-  from harness import metrics  # pylint: disable=g-import-not-at-top
-
-  return concurrent.futures.ProcessPoolExecutor(
-    max_workers=workers,
-    mp_context=multiprocessing.get_context('spawn'),
-    # One onnxruntime/OpenMP thread per worker.
-    initializer=getattr(metrics, '_worker_init', None),
-  )
+  return pools.process_pool(workers, pools.single_thread_worker)
 
 
 class _Inline(concurrent.futures.Executor):

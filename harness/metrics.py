@@ -42,17 +42,14 @@ become NaN instead and the message is kept under `'errors'` by
 
 from __future__ import annotations
 
-import concurrent.futures
 import itertools
 import math
-import multiprocessing
-import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from harness import metrics_common
+from harness import metrics_common, pools
 
 MetricError = metrics_common.MetricError
 resample = metrics_common.resample
@@ -618,14 +615,10 @@ def _known(task: str) -> Sequence[str]:
   )
 
 
-def worker_init() -> None:
-  """Initialiser for metric worker processes: one onnxruntime thread."""
+def use_one_thread() -> None:
+  """Runs onnxruntime sessions of this process on one thread (workers)."""
   global _ORT_THREADS
   _ORT_THREADS = 1
-  os.environ.setdefault('OMP_NUM_THREADS', '1')
-
-
-_worker_init = worker_init  # Older name, used by harness.evaluation.
 
 
 def _normalise(example) -> dict:
@@ -672,10 +665,7 @@ def evaluate_examples(
       if progress:
         progress(i + 1)
     return results
-  ctx = multiprocessing.get_context('spawn')
-  with concurrent.futures.ProcessPoolExecutor(
-    max_workers=num_workers, mp_context=ctx, initializer=worker_init
-  ) as pool:
+  with pools.process_pool(num_workers, pools.single_thread_worker) as pool:
     futures = [
       pool.submit(_evaluate_one, task, names, sample_rate, on_error, ex)
       for ex in examples

@@ -61,7 +61,7 @@ def initialize_distributed(mode: str = 'auto') -> None:
 
 
 def hide_accelerators_from_tensorflow() -> None:
-  """Keeps TensorFlow (used by the clu writers) off GPUs/TPUs.
+  """Keeps TensorFlow (clu writers, tf.data) off GPUs/TPUs: JAX owns them.
 
   Also turns off TensorFlow's oneDNN CPU kernels and its INFO lines unless
   the user set them: tf.data and the event writers do not need oneDNN, and
@@ -73,8 +73,11 @@ def hide_accelerators_from_tensorflow() -> None:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
   except ImportError:
     return
-  tf.config.set_visible_devices([], 'GPU')
-  tf.config.set_visible_devices([], 'TPU')
+  for kind in ('GPU', 'TPU'):
+    try:
+      tf.config.set_visible_devices([], kind)
+    except (RuntimeError, ValueError):
+      pass  # TensorFlow has already set up its devices in this process.
 
 
 @contextlib.contextmanager

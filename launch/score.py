@@ -40,12 +40,10 @@ returns the exit status.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import functools
 import json
 import math
-import multiprocessing
 import os
 import re
 import sys
@@ -56,7 +54,7 @@ import soundfile as sf
 from absl import app, flags
 
 from data_pipelines import audio_io
-from harness import metrics, runtime
+from harness import metrics, pools, runtime
 
 DEFAULT_METRICS = 'si_snr,pesq_wb,stoi'
 FILEID = re.compile(r'fileid_(\d+)')
@@ -314,12 +312,7 @@ def run(pairs: list[Pair], names: Sequence[str], num_workers: int) -> list:
   """`score_pair` over all pairs, in `num_workers` spawned processes."""
   if num_workers <= 1 or len(pairs) <= 1:
     return [score_pair(p, names) for p in pairs]
-  ctx = multiprocessing.get_context('spawn')
-  with concurrent.futures.ProcessPoolExecutor(
-    max_workers=num_workers,
-    mp_context=ctx,
-    initializer=metrics.worker_init,
-  ) as pool:
+  with pools.process_pool(num_workers, pools.single_thread_worker) as pool:
     return list(pool.map(score_pair, pairs, [names] * len(pairs)))
 
 

@@ -1,0 +1,46 @@
+"""Worker processes for CPU-bound work (metrics, data generation).
+
+One rule everywhere: processes are started with 'spawn', never 'fork'. The
+caller has usually started threads already (JAX, TensorFlow, onnxruntime),
+and a forked child of a multithreaded process can deadlock on a lock some
+other thread held at the fork.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+from collections.abc import Callable
+
+
+def single_thread_worker() -> None:
+  """Initialiser for metric workers: one OpenMP/onnxruntime thread each.
+
+  N workers on N cores would otherwise start N x N OpenMP threads.
+  """
+  os.environ.setdefault('OMP_NUM_THREADS', '1')
+  from harness import metrics  # pylint: disable=g-import-not-at-top
+
+  metrics.use_one_thread()
+
+
+def process_pool(
+  workers: int, initializer: Callable[[], None] | None = None
+) -> concurrent.futures.ProcessPoolExecutor:
+  """A 'spawn' process pool of `workers` processes (use it with `with`).
+
+  Args:
+    workers: number of processes (>= 1).
+    initializer: called once in each process before any work.
+
+  Raises:
+    ValueError: for `workers < 1`.
+  """
+  if workers < 1:
+    raise ValueError(f'A process pool needs workers >= 1, got {workers}.')
+  return concurrent.futures.ProcessPoolExecutor(
+    max_workers=workers,
+    mp_context=multiprocessing.get_context('spawn'),
+    initializer=initializer,
+  )
