@@ -113,7 +113,7 @@ def test_per_channel_window_bytes():
   )
 
 
-def test_errors():
+def test_nonfinite_bad_tree_corrupt_data_and_bad_version_raise():
   r = rules.QuantRules(include=('.*',))
   with pytest.raises(ValueError, match="'w'.*NaN or inf"):
     packing.pack({'w': np.array([1.0, np.nan], np.float32)}, r)

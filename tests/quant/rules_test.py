@@ -119,7 +119,7 @@ def test_from_base_config():
   assert _selected(_params(), r) == KERNELS - {'head/kernel'}
 
 
-def test_config_errors():
+def test_from_config_rejects_unknown_key_bad_regex_and_rounding():
   with pytest.raises(ValueError, match='Unknown quant config key'):
     rules.from_config({'enabled': True, 'exponent_bit': 5})
   with pytest.raises(ValueError, match='bad regex'):

@@ -163,7 +163,7 @@ def test_conv1x1_matches_flax_conv(groups):
   assert np.all(err <= bound), f'groups={groups}: max error {err.max()}'
 
 
-def test_dense_shape_errors():
+def test_bad_groups_dtype_and_kernel_shape_raise():
   with pytest.raises(ValueError, match='groups=2'):
     intadd.int_add_dense(jnp.ones((2, 5)), jnp.ones((2, 4)), groups=2)
   with pytest.raises(TypeError, match='float32'):
