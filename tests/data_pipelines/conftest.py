@@ -1,4 +1,7 @@
-"""Tiny corpus folders in each real layout, written with soundfile."""
+"""Tiny corpus folders in each real layout, written with soundfile.
+
+Also the fake offline source tree and the corpus built from it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,9 @@ import os
 import numpy as np
 import pytest
 import soundfile as sf
+
+from data_pipelines import offline_build
+from tests.data_pipelines import offline_tree
 
 
 def tone(seed: int, seconds: float, sr: int) -> np.ndarray:
@@ -156,3 +162,17 @@ def wham_dir(tmp_path):
   root = str(tmp_path / 'wham')
   wham(root)
   return root
+
+
+@pytest.fixture(scope='module')
+def tree(tmp_path_factory):
+  """The fake offline source tree (offline_tree.make_tree), per module."""
+  return offline_tree.make_tree(str(tmp_path_factory.mktemp('tree')))
+
+
+@pytest.fixture(scope='module')
+def corpus(tree, tmp_path_factory):
+  """`(folder, build info)` of an offline corpus built from `tree`."""
+  out = str(tmp_path_factory.mktemp('corpus'))
+  info = offline_build.build(out, offline_tree.options(tree))
+  return out, info

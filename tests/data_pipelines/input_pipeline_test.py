@@ -1,4 +1,7 @@
-"""Train/eval iterators: shapes, determinism, resumption, per-host sharding."""
+"""Train/eval iterators: shapes, determinism, resumption, per-host sharding.
+
+Over the synthetic set, the real-corpus layouts and the offline corpus.
+"""
 
 import itertools
 
@@ -6,7 +9,8 @@ import numpy as np
 import pytest
 
 from configs import base
-from data_pipelines import audio_io, input_pipeline
+from data_pipelines import audio_io, input_pipeline, offline
+from tests.data_pipelines.offline_tree import offline_config, single_host
 
 SR = 8000
 
@@ -222,3 +226,56 @@ def test_wrong_task_for_corpus_is_explained(voicebank_dir, tmp_path):
   c.data.name = 'timit'
   with pytest.raises(ValueError, match='Unknown config.data.name'):
     _train(c)
+
+
+# ------------------------------------ the offline corpus (conftest `corpus`)
+
+
+def test_offline_corpus_train_and_eval_batches(corpus):
+  folder, _ = corpus
+  c = offline_config(folder)
+  it = input_pipeline.create_train_iterator(c, **single_host())
+  batch = next(it)
+  assert {k: (v.shape, v.dtype.name) for k, v in batch.items()} == {
+    k: ((4, 8000), 'float32') for k in ('noisy', 'clean', 'noise')
+  }
+  np.testing.assert_allclose(
+    batch['clean'] + batch['noise'], batch['noisy'], atol=1e-6
+  )
+  level = 10 * np.log10(np.mean(batch['noisy'].astype(np.float64) ** 2, 1))
+  assert np.all((level > -36) & (level < -14)), level
+  again = next(input_pipeline.create_train_iterator(c, **single_host()))
+  assert batch['noisy'].tobytes() == again['noisy'].tobytes()
+  batches = list(input_pipeline.create_eval_iterator(c, **single_host()))
+  assert len(batches) == 2
+  assert batches[0]['noisy'].shape == (4, 16000)
+  assert batches[1]['mask'].tolist() == [True, False, False, False]
+  c.data.sample_rate = 8000
+  input_pipeline._cached_source.cache_clear()
+  assert next(input_pipeline.create_train_iterator(c, **single_host()))[
+    'noisy'
+  ].shape == (4, 4000)
+
+
+def test_offline_eval_uses_the_validation_speakers_and_fixed_mixtures(
+  corpus,
+):
+  folder, _ = corpus
+  c = offline_config(folder)
+  src = input_pipeline.make_source(c, 'validation')
+  assert src.spec.seed == 0 and not src.spec.augment
+  c.seed = 5
+  other = input_pipeline.make_source(c, 'validation')
+  assert src[2]['clean'].tobytes() == other[2]['clean'].tobytes()
+  val = offline.load_split(folder, 'validation')
+  train = offline.load_split(folder, 'train')
+  assert not set(val.speech.group) & set(train.speech.group)
+
+
+def test_missing_offline_corpus_names_the_build_command(tmp_path):
+  c = offline_config(str(tmp_path / 'none'))
+  with pytest.raises(FileNotFoundError, match='launch/build_corpus.py'):
+    input_pipeline.make_source(c, 'train')
+  c.data.offline_reverb_prob = 2.0
+  with pytest.raises(ValueError, match='reverb_prob'):
+    input_pipeline._offline_spec(c, 'train')

@@ -1,4 +1,7 @@
-"""The built-in synthetic speech, noise and dataset."""
+"""Tests for data_pipelines.synthetic: the built-in synthetic dataset.
+
+Its speech and noise generators: speech_synth_test.py, noise_synth_test.py.
+"""
 
 import hashlib
 import os
@@ -6,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from data_pipelines import mixing, noise_synth, speech_synth, synthetic
+from data_pipelines import synthetic
 
 SR = 16000
 
@@ -78,63 +81,6 @@ def test_separation_sources_sum_to_mixture_with_levels():
     assert abs(_level(ex['mixture']) - ex['level_db']) < 0.1
     rel = _level(ex['sources'][1]) - _level(ex['sources'][0])
     assert -5.1 <= rel <= 5.1, f'relative speaker level {rel} dB'
-
-
-def test_noise_types_unit_rms_without_gaps():
-  rng = np.random.default_rng(0)
-  for name, fn in noise_synth.NOISE_TYPES.items():
-    x = fn(rng, 2 * SR, SR)
-    assert np.all(np.isfinite(x)) and abs(np.sqrt(np.mean(x**2)) - 1) < 1e-6
-    gated = mixing.noise_active_windows(x, SR)
-    assert gated.all(), (
-      f'{name}: silent 100 ms windows {np.flatnonzero(~gated)}'
-    )
-
-
-@pytest.mark.parametrize(
-  'name,slope', [('white', 0), ('pink', -1), ('brown', -2)]
-)
-def test_colored_noise_spectral_slope(name, slope):
-  x = noise_synth.NOISE_TYPES[name](np.random.default_rng(1), 8 * SR, SR)
-  psd = np.abs(np.fft.rfft(x)) ** 2
-  f = np.fft.rfftfreq(len(x), 1 / SR)
-  band = (f > 100) & (f < 4000)
-  fit = np.polyfit(np.log10(f[band]), np.log10(psd[band]), 1)[0]
-  assert abs(fit - slope) < 0.1, f'{name}: log-log PSD slope {fit}'
-
-
-def test_speech_pitch_and_syllable_rhythm():
-  rng = np.random.default_rng(5)
-  talker = speech_synth.sample_talker(rng, 'female')
-  x = speech_synth.synthesize(rng, talker, 8 * SR, SR)
-  # Pitch: autocorrelation peak of the loudest 40 ms frames.
-  frame = int(0.04 * SR)
-  frames = x[: len(x) // frame * frame].reshape(-1, frame)
-  loud = frames[np.argsort(np.sum(frames**2, 1))[-20:]]
-  lags = np.arange(SR // 400, SR // 60)
-  f0s = []
-  for fr in loud:
-    ac = np.correlate(fr, fr, 'full')[frame - 1 :]
-    f0s.append(SR / lags[np.argmax(ac[lags])])
-  f0 = np.median(f0s)
-  assert 0.7 * talker.f0 < f0 < 1.5 * talker.f0, (f0, talker.f0)
-  # Rhythm: the envelope's modulation spectrum peaks at syllable rates.
-  env = np.sqrt(np.mean(frames**2, 1))  # 25 Hz envelope
-  spec = np.abs(np.fft.rfft(env - env.mean()))
-  freqs = np.fft.rfftfreq(len(env), 0.04)
-  peak = freqs[1:][np.argmax(spec[1:])]
-  assert 0.5 <= peak <= 8.0, f'envelope modulation peak at {peak} Hz'
-
-
-def test_speech_energy_mostly_below_4khz_and_pauses():
-  rng = np.random.default_rng(6)
-  x = speech_synth.synthesize(rng, speech_synth.sample_talker(rng), 6 * SR, SR)
-  psd = np.abs(np.fft.rfft(x)) ** 2
-  f = np.fft.rfftfreq(len(x), 1 / SR)
-  share = psd[f < 4000].sum() / psd.sum()
-  assert share > 0.8, f'only {share:.2f} of the energy below 4 kHz'
-  act = mixing.activity(x, SR)
-  assert 0.3 < act < 0.98, f'activity {act}: speech needs pauses'
 
 
 def test_cache_generates_once_and_reloads(tmp_path, monkeypatch):
