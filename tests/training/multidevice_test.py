@@ -1,13 +1,8 @@
 """Data parallelism: 4 simulated devices (and 2 processes) match 1 device."""
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+from tests.training import simulated_devices
 
 # Runs the toy recipe in a fresh interpreter and prints one JSON line.
 SCRIPT = r"""
@@ -37,37 +32,12 @@ print('RESULT', json.dumps({
 
 
 def _launch(workdir, devices, process_id=0, num_processes=1, port=0):
-  env = dict(os.environ)
-  # Keep inherited flags (e.g. --xla_cpu_max_isa=AVX2) for the subprocess.
-  env['XLA_FLAGS'] = (
-    f'{env.get("XLA_FLAGS", "")} '
-    f'--xla_force_host_platform_device_count={devices}'
-  ).strip()
-  env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
-  env['COORD'] = f'localhost:{port}'
-  env['JAX_PLATFORMS'] = 'cpu'
-  return subprocess.Popen(
-    [
-      sys.executable,
-      '-c',
-      SCRIPT,
-      str(workdir),
-      str(process_id),
-      str(num_processes),
-    ],
-    cwd=ROOT,
-    env=env,
-    stdout=subprocess.PIPE,
-    stderr=subprocess.PIPE,
-    text=True,
+  return simulated_devices.launch(
+    SCRIPT, (workdir, process_id, num_processes), devices, port
   )
 
 
-def _result(proc):
-  out, err = proc.communicate(timeout=300)
-  assert proc.returncode == 0, f'subprocess failed:\n{err[-3000:]}'
-  line = [x for x in out.splitlines() if x.startswith('RESULT ')][-1]
-  return json.loads(line[len('RESULT ') :])
+_result = simulated_devices.result
 
 
 def _assert_same(one, other):

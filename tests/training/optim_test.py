@@ -1,4 +1,7 @@
-"""Optimiser factory: groups, closed-form first updates, schedules, plateau."""
+"""Optimiser factory: groups, closed-form first updates, schedules.
+
+The halve-on-plateau bookkeeping lives in state.py: state_test.py.
+"""
 
 import math
 
@@ -10,7 +13,6 @@ import pytest
 
 from configs import base
 from s4jax.training import optim
-from s4jax.training import state as state_lib
 
 
 def _opt_config(**overrides):
@@ -128,17 +130,3 @@ def test_unknown_names_are_clear_errors():
     optim.create_optimizer(_opt_config(name='sgdx'), 10)
   with pytest.raises(ValueError, match='optimizer.schedule'):
     optim.learning_rate_fn(_opt_config(schedule='step'), 10)
-
-
-def test_plateau_halves_after_patience_evaluations_without_improvement():
-  best, bad, scale = float('nan'), 0, 1.0
-  scales = []
-  for value in (1.0, 2.0, 1.5, 1.9, 2.0, 2.5, 0.0, 0.0):
-    best, bad, scale = state_lib.plateau_update(
-      best, bad, scale, value, mode='max', factor=0.5, patience=2
-    )
-    scales.append(scale)
-  # Improvements at 1.0, 2.0, 2.5; plateaus of 2 after 2.0 (1.5, 1.9) and
-  # after 2.5 (0, 0). Equal values (2.0) are no improvement.
-  assert scales == [1, 1, 1, 0.5, 0.5, 0.5, 0.5, 0.25], scales
-  assert best == 2.5, best
