@@ -8,13 +8,13 @@ is -3 dBFS), the convention of the DNS Challenge scripts.
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 
 import numpy as np
 import soundfile as sf
-from scipy import signal
+
+from s4jax.audio import resample as resample_lib
 
 AUDIO_EXTENSIONS = ('.wav', '.flac', '.ogg', '.oga', '.aiff', '.aif', '.au')
 _EPS = 1e-12
@@ -27,6 +27,8 @@ class AudioError(ValueError):
 def resample(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
   """Band-limited polyphase resampling along the last axis.
 
+  `s4jax.audio.resample.resample`, with `AudioError` for a bad rate.
+
   Args:
     x: real (..., T) signal.
     orig_sr: its sample rate in Hz.
@@ -35,18 +37,11 @@ def resample(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
   Returns:
     real (..., T') with T' = ceil(T * target_sr / orig_sr), same dtype as `x`.
   """
-  orig_sr, target_sr = int(orig_sr), int(target_sr)
-  if orig_sr <= 0 or target_sr <= 0:
-    raise AudioError(
-      f'Sample rates must be positive, got {orig_sr} -> {target_sr}.'
-    )
-  if orig_sr == target_sr:
-    return x
-  g = math.gcd(orig_sr, target_sr)
-  y = signal.resample_poly(
-    np.asarray(x, np.float64), target_sr // g, orig_sr // g, axis=-1
-  )
-  return y.astype(x.dtype if np.issubdtype(x.dtype, np.floating) else 'f4')
+  try:
+    orig_sr, target_sr = resample_lib.check_rates(orig_sr, target_sr)
+  except ValueError as e:
+    raise AudioError(str(e)) from None
+  return resample_lib.resample(x, orig_sr, target_sr)
 
 
 def _check_finite(x: np.ndarray, what: str) -> None:

@@ -34,6 +34,7 @@ import numpy as np
 from deploy import formats, quant, runners
 from pretrained import export as pretrained_export
 from pretrained import hub
+from s4jax import inference
 from s4jax.models import portable
 from s4jax.training import summary
 from s4jax.training import tasks as tasks_lib
@@ -158,7 +159,7 @@ def stream_form(model, source: str, seofp_bits: int | None = None) -> Form:
   """The streaming Spiking-S4 enhancer of a loaded model.
 
   Args:
-    model: a loaded `harness.inference.Enhancer`.
+    model: a loaded `s4jax.inference.SpeechModel`.
     source: where it came from, for the metadata.
     seofp_bits: store the Dense weights SEOFP-quantised at this many
       exponent bits (int8 codes decoded in the graph, `deploy.quant`).
@@ -166,7 +167,7 @@ def stream_form(model, source: str, seofp_bits: int | None = None) -> Form:
   Raises:
     ExportError: the model has no streaming form (a separator, S4M).
   """
-  if model.config.model.name != 'spiking_s4':
+  if not isinstance(model, inference.SpikingS4Model):
     raise ExportError(
       f'Model {model.config.model.name!r} has no streaming form; only '
       'Spiking-S4 enhancers stream. Export it with --form=offline.'

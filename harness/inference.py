@@ -1,84 +1,41 @@
-"""Inference from a training run: load a checkpoint, run the model on clips.
+"""Loading a trained model: a training run, a checkpoint or a pretrained name.
 
-`load(path, step)` accepts a training `--workdir` (its `checkpoints/` folder)
-or one checkpoint folder (`<workdir>/checkpoints/<step>`) and rebuilds the
-model from the config saved with the checkpoint, so no recipe file is
-needed. `Enhancer` runs fixed-length windows (one compilation per window
-length); the command-line tools cut long files into such windows.
+`load_model` is the one loader of the command-line tools (`launch/enhance.py`,
+`separate.py`, `export.py`, `summary.py` and `train.py --init_from`):
+
+  load_model(workdir='runs/demo', step='best')
+  load_model(checkpoint='runs/demo/checkpoints/1500')
+  load_model(pretrained='spiking_s4')
+  load_model('spiking_s4')   # or a workdir or checkpoint path: guessed
+
+It rebuilds the model from the config saved with the checkpoint (or the
+pretrained folder's config.json), so no recipe file is needed, restores the
+parameters only (no optimiser is built and its state is not read) and
+returns the `s4jax.inference.SpeechModel` of that config (see
+`s4jax.inference.from_run_config`), with `.config`, `.step` and `.params`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
+import functools
 import os
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 
 from harness import checkpoint as ckpt_lib
-from s4jax.training import optim
-from s4jax.training import sharding as sharding_lib
+from s4jax import inference as inference_lib
 from s4jax.training import tasks as tasks_lib
 
+SpeechModel = inference_lib.SpeechModel
+_SOURCES = ('workdir', 'checkpoint', 'pretrained')
 
-@dataclasses.dataclass
-class Enhancer:
-  """A trained model ready to process mono signals at `sample_rate`.
 
-  Attributes:
-    config: the run's config.
-    task: its task (model, batch layout).
-    params: parameters (single device).
-    step: the checkpoint step.
-  """
-
-  config: ml_collections.ConfigDict
-  task: tasks_lib.Task
-  params: Any
-  step: int
-
-  def __post_init__(self):
-    task = self.task
-    self._run = jax.jit(
-      lambda p, x: task.estimate(task.apply(p, x, train=False))
-    )
-
-  @property
-  def sample_rate(self) -> int:
-    return self.task.sample_rate
-
-  @property
-  def num_outputs(self) -> int:
-    """1 for enhancement, S for separation."""
-    return int(self.config.data.num_sources) if self.separates else 1
-
-  @property
-  def separates(self) -> bool:
-    return self.task.name == 'separation'
-
-  def __call__(self, x: np.ndarray) -> np.ndarray:
-    """x: real (T,) -> estimate (T,) (enhancement) or (S, T) (separation)."""
-    out = self._run(self.params, jnp.asarray(x, jnp.float32)[None])
-    return np.asarray(out[0], np.float32)
-
-  def streamer(self) -> Any:
-    """The model's frame-by-frame streaming wrapper.
-
-    Raises:
-      ValueError: the model has no streaming mode.
-    """
-    module = self.task.model_module
-    if not hasattr(module, 'StreamingEnhancer') or self.separates:
-      raise ValueError(
-        f'Model {self.config.model.name!r} has no streaming mode; run '
-        'without --streaming.'
-      )
-    model_config = tasks_lib.model_config_for(self.config)
-    return module.StreamingEnhancer({'params': self.params}, model_config)
+class UnknownSourceError(ValueError):
+  """A model source that is neither an existing path nor a pretrained name."""
 
 
 def _locate(path: str) -> tuple[str, int | None]:
@@ -98,8 +55,50 @@ def _locate(path: str) -> tuple[str, int | None]:
   )
 
 
-def load(path: str, step: int | str | None = None) -> Enhancer:
-  """Loads the model of a run (see module doc).
+def restore_params(
+  checkpointer: ckpt_lib.Checkpointer,
+  step: int,
+  config: Any,
+  task: tasks_lib.Task,
+) -> Any:
+  """The parameters saved at `step`, read alone (NumPy leaves).
+
+  Only the `params` of the saved train state are read (Orbax partial
+  restore), into the shapes a fresh model of `config` has.
+
+  Raises:
+    CheckpointError: unreadable, incomplete or mismatched checkpoint.
+  """
+  init = functools.partial(
+    task.init, num_samples=tasks_lib.init_samples(config)
+  )
+  item = {'params': jax.eval_shape(init, jax.random.key(0))}
+  restore_args = jax.tree.map(
+    lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item
+  )
+  path = os.path.join(checkpointer.step_path(step), 'state')
+  try:
+    with ocp.PyTreeCheckpointer() as reader:
+      out = reader.restore(
+        path,
+        args=ocp.args.PyTreeRestore(
+          item=item, restore_args=restore_args, partial_restore=True
+        ),
+      )
+  except Exception as e:  # pylint: disable=broad-except
+    first = (str(e).strip().splitlines() or [''])[0][:500]
+    raise ckpt_lib.CheckpointError(
+      f'Cannot restore the checkpoint {checkpointer.step_path(step)}: '
+      f'{type(e).__name__}: {first}\nIt is unreadable, incomplete, or was '
+      'written for a different model config. Delete that step folder to '
+      'use an earlier one.'
+    ) from e
+  ckpt_lib.log_restored(step, checkpointer.directory)
+  return out['params']
+
+
+def load(path: str, step: int | str | None = None) -> SpeechModel:
+  """The model of a training run or checkpoint folder (parameters only).
 
   Args:
     path: a training workdir or a checkpoint step folder.
@@ -120,26 +119,89 @@ def load(path: str, step: int | str | None = None) -> Enhancer:
     config = ckpt_lib.load_config_from_checkpoint(checkpointer, any_step)
     step = ckpt_lib.resolve_step(checkpointer, workdir, config, step)
     task = tasks_lib.create_task(config)
-    tx = optim.create_optimizer(config.optimizer, int(config.train.num_steps))
-    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), (sharding_lib.DATA,))
-    state = ckpt_lib.restore_or_init(
-      config, task, tx, mesh, checkpointer, step=step
-    )
+    params = restore_params(checkpointer, step, config, task)
   finally:
     checkpointer.close()
-  return Enhancer(config, task, state.params, step)
+  params = jax.tree.map(jnp.asarray, params)
+  return inference_lib.from_run_config(config, params, step=step, task=task)
 
 
-def best_permutation(previous: np.ndarray, current: np.ndarray) -> tuple:
-  """Order of `current` sources that best matches `previous` (S, n).
+def _pretrained_hub():
+  """`pretrained.hub`, or why it is not importable."""
+  try:
+    from pretrained import hub  # pylint: disable=g-import-not-at-top
+  except ModuleNotFoundError as e:
+    if e.name != 'pretrained':
+      raise
+    raise ValueError(
+      f'Cannot import the pretrained package ({e}); an editable install '
+      'made before it existed does not know it: run pip install -e . again.'
+    ) from e
+  return hub
 
-  Used to keep the speaker order consistent across windows: both arrays are
-  the same stretch of audio seen by two overlapping windows.
+
+def load_model(
+  source: str | None = None,
+  *,
+  workdir: str | None = None,
+  checkpoint: str | None = None,
+  pretrained: str | None = None,
+  step: int | str | None = None,
+  pretrained_dir: str | None = None,
+) -> SpeechModel:
+  """The model named by exactly one of the four sources (see module doc).
+
+  Args:
+    source: the name of a pretrained model, or else an existing path (a
+      workdir or a checkpoint folder).
+    workdir: a training run directory.
+    checkpoint: one checkpoint folder `<workdir>/checkpoints/<step>`.
+    pretrained: the name of a pretrained model (`pretrained.available()`).
+    step: with `workdir`: None/'latest', 'best' or a step number.
+    pretrained_dir: with `pretrained` (or a name as `source`): the folder
+      holding the pretrained models (default: `pretrained.default_root()`).
+
+  Returns:
+    The `s4jax.inference.SpeechModel`, with `.config` and `.step`.
+
+  Raises:
+    TypeError: not exactly one source given.
+    FileNotFoundError: a missing workdir or checkpoint folder.
+    CheckpointError: a folder that holds no usable checkpoint, or a corrupt
+      or mismatched one.
+    pretrained.PretrainedError: an unknown pretrained name (the message
+      lists the available ones) or a damaged pretrained folder.
+    UnknownSourceError: a `source` that is neither.
   """
-  sources = previous.shape[0]
-  best, order = -np.inf, tuple(range(sources))
-  for perm in itertools.permutations(range(sources)):
-    score = float(np.sum(previous * current[list(perm)]))
-    if score > best:
-      best, order = score, perm
-  return order
+  given = [s for s in (source, workdir, checkpoint, pretrained) if s]
+  if len(given) != 1:
+    raise TypeError(
+      'load_model takes exactly one of source, workdir, checkpoint and '
+      f'pretrained; got {len(given)}.'
+    )
+  if source:
+    try:
+      names = _pretrained_hub().available(pretrained_dir)
+    except ValueError:  # No pretrained package: paths still load.
+      names = []
+    if source not in names:
+      if os.path.exists(source):
+        return load(source, step)
+      raise UnknownSourceError(
+        f'{source}: neither a pretrained model '
+        f'({", ".join(names) or "none installed"}) nor an existing workdir '
+        'or checkpoint folder.'
+      )
+    pretrained = source
+  if pretrained:
+    return _pretrained_hub().from_pretrained(pretrained, root=pretrained_dir)
+  if checkpoint:
+    return load(checkpoint)
+  return load(workdir, step)
+
+
+def Enhancer(  # noqa: N802 (the former class name, kept for callers)
+  config: Any, task: tasks_lib.Task, params: Any, step: int | None = None
+) -> SpeechModel:
+  """`s4jax.inference.from_run_config(config, params, step=step)`."""
+  return inference_lib.from_run_config(config, params, step=step, task=task)

@@ -42,7 +42,6 @@ become NaN instead and the message is kept under `'errors'` by
 
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -50,6 +49,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from harness import metrics_common, pools
+from s4jax.audio import permutation
 
 MetricError = metrics_common.MetricError
 resample = metrics_common.resample
@@ -425,7 +425,8 @@ def _as_sources(x, name: str) -> np.ndarray:
 def best_permutation(score: np.ndarray) -> np.ndarray:
   """Estimate index per reference maximising the mean of `score[est, ref]`.
 
-  Exhaustive for up to 3 sources, Hungarian (scipy) above.
+  `s4jax.audio.permutation.best_permutation`: exhaustive for up to 3
+  sources, Hungarian (scipy) above.
 
   Args:
     score: `(S, S)` higher-is-better scores, `[i, j]` = estimate i vs ref j.
@@ -433,15 +434,7 @@ def best_permutation(score: np.ndarray) -> np.ndarray:
   Returns:
     int `(S,)`: `perm[j]` is the estimate matched to reference `j`.
   """
-  num = score.shape[0]
-  if num <= 3:
-    perms = np.array(list(itertools.permutations(range(num))))
-    totals = score[perms, np.arange(num)].sum(axis=-1)
-    return perms[int(np.argmax(totals))]
-  from scipy import optimize
-
-  _, col = optimize.linear_sum_assignment(-score.T)
-  return col
+  return permutation.best_permutation(score)
 
 
 def pit_si_sdr(estimates, references, eps: float = EPS) -> tuple:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+from s4jax.audio import resample as resample_lib
 
 
 class MetricError(ValueError):
@@ -41,14 +41,17 @@ def check_same_length(a: np.ndarray, b: np.ndarray, names: str) -> None:
 
 
 def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-  """Polyphase resampling along the last axis (`scipy.signal`)."""
+  """Polyphase resampling along the last axis, in float64.
+
+  `s4jax.audio.resample.resample` of `x` as float64 (`x` itself, as an
+  array, when the rates are equal), with `MetricError` for a bad rate.
+  """
   if rate_in == rate_out:
     return np.asarray(x)
-  if rate_in <= 0 or rate_out <= 0:
-    raise MetricError(f'Invalid sample rates {rate_in} -> {rate_out}.')
-  from scipy import signal
-
-  g = math.gcd(int(rate_in), int(rate_out))
-  return signal.resample_poly(
-    np.asarray(x, np.float64), rate_out // g, rate_in // g, axis=-1
-  )
+  try:
+    rate_in, rate_out = resample_lib.check_rates(rate_in, rate_out)
+  except ValueError:
+    raise MetricError(
+      f'Invalid sample rates {rate_in} -> {rate_out}.'
+    ) from None
+  return resample_lib.resample(np.asarray(x, np.float64), rate_in, rate_out)

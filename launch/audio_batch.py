@@ -1,17 +1,18 @@
 r"""Runs a trained model over audio files: shared by enhance.py/separate.py.
 
 `launch/enhance.py` and `launch/separate.py` are thin front ends to this
-module: the flags they share, the input checks, the constant-memory windowed
-processing and the report of refused files live here (their behaviour is
-described in `launch/enhance.py`). Only `enhance.py` adds `--streaming`, which
-`run` receives as an argument.
+module: the flags they share (the model flags of `launch/model_flags.py`
+among them), the input checks, reading and writing files and the report of
+refused files live here (their behaviour is described in
+`launch/enhance.py`). The processing itself, resampling, windows with
+context, speaker order across windows and streaming, is
+`s4jax.inference.iter_process`, fed from the file in blocks. Only
+`enhance.py` adds `--streaming`, which `run` receives as an argument.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import math
 import os
 import struct
 import sys
@@ -23,36 +24,11 @@ from absl import flags, logging
 
 from data_pipelines import audio_io
 from harness import runtime
+from launch import model_flags
+from s4jax import inference
 
-_WORKDIR = flags.DEFINE_string(
-  'workdir',
-  None,
-  'Training run directory to load the model from. Exactly one of '
-  '--workdir, --checkpoint and --pretrained is required.',
-)
-_CHECKPOINT = flags.DEFINE_string(
-  'checkpoint',
-  None,
-  'Checkpoint folder to load the model from '
-  '(<workdir>/checkpoints/<step>). Exactly one of --workdir, '
-  '--checkpoint and --pretrained is required.',
-)
-_PRETRAINED = flags.DEFINE_string(
-  'pretrained',
-  None,
-  'Name of a pretrained model that ships with s4jax (e.g. spiking_s4 for '
-  'enhance.py, s4m_tiny for separate.py; a wrong name lists them). Exactly '
-  'one of --workdir, --checkpoint and --pretrained is required.',
-)
-_PRETRAINED_DIR = flags.DEFINE_string(
-  'pretrained_dir',
-  None,
-  'With --pretrained: folder holding the pretrained models (default: '
-  '$S4JAX_PRETRAINED_DIR, else the pretrained/ package folder).',
-)
-_STEP = flags.DEFINE_string(
-  'step', 'latest', 'With --workdir: latest, best or a step number.'
-)
+flags.adopt_module_key_flags(model_flags)
+
 _OUTPUT_DIR = flags.DEFINE_string(
   'output_dir',
   None,
@@ -275,155 +251,11 @@ def file_reader(handle: sf.SoundFile, frames: int) -> Callable:
   return get
 
 
-# Resampling of arbitrary stretches --------------------------------------------
-
-
-class Rates:
-  """Sample-exact correspondence between the file rate and the model rate.
-
-  Stretches start on multiples of `unit_file` / `unit_model` samples (the
-  two rates' common period), where both grids have a sample.
-  """
-
-  def __init__(self, file_rate: int, model_rate: int):
-    g = math.gcd(file_rate, model_rate)
-    self.file_rate, self.model_rate = file_rate, model_rate
-    self.unit_file, self.unit_model = file_rate // g, model_rate // g
-
-  def margin(self, rate_from: int) -> int:
-    """Samples at `rate_from` covering the polyphase filter's half length."""
-    if self.file_rate == self.model_rate:
-      return 0
-    up, down = (
-      (self.unit_model, self.unit_file)
-      if rate_from == self.file_rate
-      else (self.unit_file, self.unit_model)
-    )
-    half = math.ceil(10 * max(up, down) / up) + 8
-    unit = down
-    return unit * math.ceil(half / unit)
-
-  def convert(
-    self, get: Callable, start: int, stop: int, rate_from: int
-  ) -> np.ndarray:
-    """Samples `[start, stop)` at the other rate of a signal at `rate_from`.
-
-    `start` must be a multiple of the target grid's unit.
-    """
-    if self.file_rate == self.model_rate:
-      return get(start, stop)
-    to_file = rate_from == self.model_rate
-    u_from, u_to = (
-      (self.unit_model, self.unit_file)
-      if to_file
-      else (self.unit_file, self.unit_model)
-    )
-    if start % u_to:
-      raise ValueError(f'start {start} is not on the {u_to}-sample grid.')
-    margin = self.margin(rate_from)
-    a = start // u_to * u_from - margin
-    b = -(-stop * u_from // u_to) + margin
-    rate_to = self.file_rate if to_file else self.model_rate
-    y = audio_io.resample(get(a, b), rate_from, rate_to)
-    skip = margin // u_from * u_to
-    return y[skip : skip + stop - start]
-
-
 # Processing -------------------------------------------------------------------
 
 
-def _grid(rates: Rates, seconds: float, multiple: int = 1) -> int:
-  """Model-rate samples near `seconds`, on both grids and `multiple`."""
-  step = math.lcm(rates.unit_model, multiple)
-  return max(step, step * round(seconds * rates.model_rate / step))
-
-
-def _windows(model, rates, get_file, n_model, chunk, context):
-  """Offline: model output, chunk by chunk, with `q` samples of margin."""
-  q = min(context, _grid(rates, 0.05))
-  previous = None
-  for start in range(0, n_model, chunk):
-    window = rates.convert(
-      get_file, start - context, start + chunk + context, rates.file_rate
-    )
-    out = model(window)
-    out = out.reshape(-1, out.shape[-1])  # (S, W)
-    if previous is not None and out.shape[0] > 1:
-      # Keep the speaker order: compare the stretch both windows saw.
-      perm = _order(model, previous, out, chunk, context)
-      out = out[list(perm)]
-    previous = out
-    yield start, out[:, context - q : context + chunk + q], q
-
-
-def _order(model, previous, current, chunk, context):
-  from harness import inference  # pylint: disable=g-import-not-at-top
-
-  del model
-  shared_prev = previous[:, chunk : chunk + 2 * context]
-  shared_cur = current[:, : 2 * context]
-  return inference.best_permutation(shared_prev, shared_cur)
-
-
-def _streamed(model, rates, get_file, n_model, chunk):
-  """Streaming: hop by hop through the model's stateful streaming mode."""
-  from s4jax.audio import stft  # pylint: disable=g-import-not-at-top
-
-  enhancer = model.streamer()
-  hop = int(enhancer.model.hop_length)
-  # Output hop k carries input hop k - delay (Spiking-S4 streaming STFT).
-  latency = hop * stft.stream_reference_delay(enhancer.model.streaming_stft)
-  pending = collections.deque()
-  produced = -latency  # Model-rate position of the next output sample.
-  q = _grid(rates, 0.05)
-  buffer, buffer_start = np.zeros(0, np.float32), -q
-  target = 0  # Next chunk start to emit.
-  for start in range(0, n_model, chunk):
-    x = rates.convert(get_file, start, start + chunk, rates.file_rate)
-    for h in range(0, chunk, hop):
-      pending.append(enhancer(x[None, h : h + hop])[0])
-    out = np.concatenate(list(pending)) if pending else np.zeros(0)
-    pending.clear()
-    buffer, buffer_start = _append(buffer, buffer_start, out, produced)
-    produced += len(out)
-    while buffer_start + len(buffer) >= target + chunk + q:
-      yield _take(buffer, buffer_start, target, chunk, q)
-      buffer, buffer_start = _drop(buffer, buffer_start, target + chunk - q)
-      target += chunk
-  tail = enhancer.flush()[0]
-  buffer, buffer_start = _append(buffer, buffer_start, tail, produced)
-  while target < n_model:
-    yield _take(buffer, buffer_start, target, chunk, q)
-    target += chunk
-
-
-def _append(buffer, start, out, position):
-  if position < 0:  # Drop the latency warm-up before position 0.
-    out = out[-position:] if -position < len(out) else out[:0]
-    position = 0
-  if not len(buffer):
-    pad = position - start
-    buffer = np.concatenate([np.zeros(pad, np.float32), out])
-    return buffer.astype(np.float32), start
-  return np.concatenate([buffer, out]).astype(np.float32), start
-
-
-def _take(buffer, start, target, chunk, q):
-  a, b = target - q - start, target + chunk + q - start
-  piece = np.zeros(b - a, np.float32)
-  lo, hi = max(a, 0), min(b, len(buffer))
-  if hi > lo:
-    piece[lo - a : hi - a] = buffer[lo:hi]
-  return target, piece[None], q
-
-
-def _drop(buffer, start, keep_from):
-  cut = max(keep_from - start, 0)
-  return buffer[cut:], start + cut
-
-
 def process_file(
-  model,
+  model: inference.SpeechModel,
   path: str,
   outputs: list[str],
   *,
@@ -433,27 +265,29 @@ def process_file(
   subtype: str,
   info: tuple[int, int, int] | None = None,
 ) -> float:
-  """Processes one file into `outputs` (one per source); returns seconds."""
+  """Processes one file into `outputs` (one per source); returns seconds.
+
+  `s4jax.inference.iter_process` in 'stream' or 'chunked' mode, reading the
+  file in blocks and writing each result piece as it comes.
+  """
   frames, rate, _ = info or check_file(path)
-  rates = Rates(rate, model.sample_rate)
-  n_model = -(-frames * rates.unit_model // rates.unit_file)
-  multiple = 128 if streaming else 1
-  chunk = _grid(rates, chunk_seconds, multiple)
-  step = math.lcm(rates.unit_model, multiple)
-  chunk = min(chunk, step * -(-n_model // step))  # Short files: one window.
-  context = _grid(rates, context_seconds) if context_seconds > 0 else 0
   with sf.SoundFile(path) as handle:
-    get_file = file_reader(handle, frames)
-    pieces: Iterator = (
-      _streamed(model, rates, get_file, n_model, chunk)
-      if streaming
-      else _windows(model, rates, get_file, n_model, chunk, context)
+    pieces = inference.iter_process(
+      model,
+      file_reader(handle, frames),
+      frames,
+      rate,
+      mode='stream' if streaming else 'chunked',
+      chunk_seconds=chunk_seconds,
+      context_seconds=context_seconds,
     )
-    _write(pieces, outputs, rates, frames, subtype)
+    _write(pieces, outputs, rate, subtype)
   return frames / rate
 
 
-def _write(pieces, outputs, rates, frames, subtype):
+def _write(
+  pieces: Iterator[np.ndarray], outputs: list[str], rate: int, subtype: str
+) -> None:
   """Writes `outputs` via partial files, renamed when complete."""
   tmp = [partial_path(o) for o in outputs]
   for o in outputs:
@@ -463,13 +297,11 @@ def _write(pieces, outputs, rates, frames, subtype):
   )
   sub = subtype if fmt == 'WAV' else None
   handles = [
-    sf.SoundFile(
-      t, 'w', samplerate=rates.file_rate, channels=1, format=fmt, subtype=sub
-    )
+    sf.SoundFile(t, 'w', samplerate=rate, channels=1, format=fmt, subtype=sub)
     for t in tmp
   ]
   try:
-    _write_pieces(pieces, handles, rates, frames, subtype)
+    _write_pieces(pieces, handles, subtype)
   except BaseException:
     for t in tmp:
       if os.path.exists(t):
@@ -479,22 +311,18 @@ def _write(pieces, outputs, rates, frames, subtype):
     os.replace(t, o)
 
 
-def _write_pieces(pieces, handles, rates, frames, subtype):
-  """Writes each model-rate piece, resampled to the file rate."""
-  written = 0
+def _write_pieces(
+  pieces: Iterator[np.ndarray], handles: list[sf.SoundFile], subtype: str
+) -> None:
+  """Writes each `(S, n)` piece, source `i` to `handles[i]`; closes them."""
   try:
-    for start, piece, q in pieces:
-      chunk = piece.shape[-1] - 2 * q
-      first = start // rates.unit_model * rates.unit_file
-      last = -(-(start + chunk) * rates.unit_file // rates.unit_model)
-      for handle, signal in zip(handles, piece, strict=False):
-        get = lambda a, b, s=signal, o=start - q: _slice(s, a - o, b - o)  # noqa: E731
-        y = rates.convert(get, first, last, rates.model_rate)
-        y = y[: max(frames - written, 0)]
-        if not np.all(np.isfinite(y)):
-          raise InputError('the model produced NaN or Inf samples')
-        handle.write(np.clip(y, -1.0, 1.0) if subtype.startswith('PCM') else y)
-      written += len(y)
+    for piece in pieces:
+      if not np.all(np.isfinite(piece)):
+        raise InputError('the model produced NaN or Inf samples')
+      if subtype.startswith('PCM'):
+        piece = np.clip(piece, -1.0, 1.0)
+      for handle, signal in zip(handles, piece, strict=True):
+        handle.write(signal)
   finally:
     for handle in handles:
       handle.close()
@@ -503,14 +331,6 @@ def _write_pieces(pieces, handles, rates, frames, subtype):
 def partial_path(output: str) -> str:
   """Where `output` is written before it is renamed into place."""
   return f'{output}.partial{os.path.splitext(output)[1]}'
-
-
-def _slice(signal: np.ndarray, a: int, b: int) -> np.ndarray:
-  out = np.zeros(b - a, np.float32)
-  lo, hi = max(a, 0), min(b, len(signal))
-  if hi > lo:
-    out[lo - a : hi - a] = signal[lo:hi]
-  return out
 
 
 # Outputs ---------------------------------------------------------------------
@@ -552,11 +372,7 @@ def plan_outputs(
 
 
 def _check_flags() -> None:
-  sources = (_WORKDIR.value, _CHECKPOINT.value, _PRETRAINED.value)
-  if sum(bool(s) for s in sources) != 1:
-    raise InputError(
-      'Pass exactly one of --workdir, --checkpoint and --pretrained.'
-    )
+  model_flags.check()
   if not _OUTPUT_DIR.value:
     raise InputError('--output_dir is required.')
   if _CHUNK.value <= 0 or _CONTEXT.value < 0:
@@ -584,42 +400,23 @@ def check_output_dir(out_dir: str, paths: list[str]) -> None:
       )
 
 
-def _load_pretrained(name: str, root: str | None):
-  """`pretrained.from_pretrained(name, root)`, or why it is not importable."""
-  try:
-    from pretrained import hub  # pylint: disable=g-import-not-at-top
-  except ModuleNotFoundError as e:
-    if e.name != 'pretrained':
-      raise
-    raise InputError(
-      f'Cannot import the pretrained package ({e}); an editable install '
-      'made before it existed does not know it: run pip install -e . again.'
-    ) from e
-  return hub.from_pretrained(name, root=root)
-
-
-def _load_model(task_name: str, streaming: bool):
-  if _PRETRAINED.value:
-    model = _load_pretrained(_PRETRAINED.value, _PRETRAINED_DIR.value)
-  else:
-    from harness import inference  # pylint: disable=g-import-not-at-top
-
-    model = inference.load(
-      _WORKDIR.value or _CHECKPOINT.value,
-      None if _CHECKPOINT.value else _STEP.value,
-    )
+def _load_model(task_name: str, streaming: bool) -> inference.SpeechModel:
+  """The model of the flags; refuses one for the other tool or no stream."""
+  model = model_flags.load()
   if (task_name == 'separation') != model.separates:
     tool = 'separate.py' if model.separates else 'enhance.py'
     raise InputError(
       f'The checkpoint holds a {model.task.name} model; use launch/{tool}.'
     )
   if streaming:
-    model.streamer()  # Fails early with a clear message if unsupported.
+    try:
+      model.init_stream(1)  # Fails early if the model cannot stream.
+    except inference.StreamingUnsupportedError as e:
+      raise InputError(
+        f'{str(e).rstrip(".")}; run without --streaming.'
+      ) from None
   logging.info(
-    'Model %s, step %d, %d Hz.',
-    model.config.model.name,
-    model.step,
-    model.sample_rate,
+    'Model %s, step %s, %d Hz.', model.name, model.step, model.sample_rate
   )
   return model
 

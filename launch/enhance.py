@@ -13,9 +13,12 @@ folders (searched recursively; the folder layout is kept under
 model's rate and the result back to the file's rate; multi-channel files are
 mixed down to mono (with a warning). Files are processed in windows of
 `--chunk_seconds` with `--context_seconds` of extra audio on each side
-(discarded), so memory stays constant however long the file; `--streaming`
-instead feeds the model frame by frame through its streaming mode (exact,
-causal; Spiking-S4).
+(discarded), so memory stays constant however long the file; a file that
+fits in one window (chunk plus both contexts) is processed whole, with no
+added context. `--streaming` instead feeds the model frame by frame through
+its streaming mode (exact, causal; Spiking-S4). The processing is
+`s4jax.inference.iter_process`; `s4jax.inference.process` gives the same
+result for a signal in memory.
 
 Every input is checked before the model is loaded or anything is written. A
 file is refused if it is empty (0 bytes), not audio libsndfile can open (e.g.

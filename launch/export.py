@@ -28,34 +28,11 @@ from __future__ import annotations
 from absl import app, flags
 
 from harness import runtime
+from launch import model_flags
 
-_WORKDIR = flags.DEFINE_string(
-  'workdir',
-  None,
-  'Training run directory (launch/train.py). One of --workdir, '
-  '--checkpoint and --pretrained is required.',
-)
-_CHECKPOINT = flags.DEFINE_string(
-  'checkpoint',
-  None,
-  'One checkpoint folder <workdir>/checkpoints/<step>. One of --workdir, '
-  '--checkpoint and --pretrained is required.',
-)
-_PRETRAINED = flags.DEFINE_string(
-  'pretrained',
-  None,
-  'Name of a pretrained model that ships with s4jax (e.g. spiking_s4). One '
-  'of --workdir, --checkpoint and --pretrained is required.',
-)
-_PRETRAINED_DIR = flags.DEFINE_string(
-  'pretrained_dir',
-  None,
-  'With --pretrained: folder holding the pretrained models (default: '
-  '$S4JAX_PRETRAINED_DIR, else the pretrained/ package folder).',
-)
-_STEP = flags.DEFINE_string(
-  'step', 'best', 'With --workdir: best, latest or a step number.'
-)
+flags.adopt_module_key_flags(model_flags)
+flags.set_default(model_flags.STEP, 'best')
+
 _FORM = flags.DEFINE_enum(
   'form',
   'stream',
@@ -93,25 +70,6 @@ _OUTPUT_DIR = flags.DEFINE_string(
 flags.mark_flags_as_required(['output_dir'])
 
 
-def _load():
-  """The model named by --workdir, --checkpoint or --pretrained."""
-  sources = (_WORKDIR.value, _CHECKPOINT.value, _PRETRAINED.value)
-  if sum(bool(s) for s in sources) != 1:
-    raise ValueError(
-      'Pass exactly one of --workdir, --checkpoint and --pretrained.'
-    )
-  if _PRETRAINED.value:
-    from pretrained import hub  # pylint: disable=g-import-not-at-top
-
-    model = hub.from_pretrained(_PRETRAINED.value, root=_PRETRAINED_DIR.value)
-    return model, f'pretrained:{_PRETRAINED.value}'
-  from harness import inference  # pylint: disable=g-import-not-at-top
-
-  path = _WORKDIR.value or _CHECKPOINT.value
-  step = None if _CHECKPOINT.value else _STEP.value
-  return inference.load(path, step), path
-
-
 def main(argv):
   """Program entry point (after flag parsing)."""
   if len(argv) > 1:
@@ -125,7 +83,7 @@ def main(argv):
     artifacts.check_formats(fmts)
     if _SEOFP_BITS.value and _FORM.value != 'stream':
       raise ValueError('--seofp_bits applies to --form=stream only.')
-    model, source = _load()
+    model, source = model_flags.load(), model_flags.source()
     meta = artifacts.export(
       model,
       _OUTPUT_DIR.value,

@@ -12,8 +12,9 @@ windows, the checks of every input before anything is written (`refused:
 PATH: REASON` lines, the good files processed anyway and exit status 1, or
 nothing written with `--strict`) and the protection of inputs are those of
 `launch/enhance.py`; the speaker order is kept consistent across windows by
-matching the audio the overlapping windows share. Separation models cannot
-stream, so there is no `--streaming` flag.
+matching the audio the overlapping windows share. S4M is not causal (its
+stream in `s4jax.inference` is these same windows, computed as the audio
+arrives), so there is no `--streaming` flag.
 """
 
 from __future__ import annotations

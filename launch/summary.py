@@ -6,10 +6,12 @@ r"""Parameter table, MACs and (spiking models) energy of a recipe's model.
 
 MACs (multiply-accumulates) are counted from shapes (nothing runs) for one
 clip of `--seconds` (default: the recipe's segment length) and divided by its
-length for the per-second figure; a model module's own `count_macs` is used
-when it has one (S4M: conv and dense layers), otherwise
+length for the per-second figure, by the model's
+`s4jax.inference.SpeechModel.count_macs`: Spiking-S4's analytic count
+(`s4jax.models.energy`: Dense, and LayerNorm at 5 per element, fvcore
+rules), S4M's own (conv and dense layers), otherwise
 `s4jax.training.summary.trace_macs` (Dense/Conv, and LayerNorm at 5 per
-element, fvcore rules). FFTs and elementwise operations are not counted.
+element). FFTs and elementwise operations are not counted.
 Parameter and MAC counts do not depend on the weights.
 
 For spiking models the energy lines split the same work by what the hardware
@@ -72,29 +74,12 @@ _ENERGY_SECONDS = flags.DEFINE_float(
 flags.mark_flags_as_required(['config'])
 
 
-def _macs(task, model_config, params, seconds: float) -> dict[str, Any]:
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+def _macs(config, task, params, seconds: float) -> dict[str, Any]:
+  """`SpeechModel.count_macs` of the run's model (see the module doc)."""
+  from s4jax import inference  # pylint: disable=g-import-not-at-top
 
-  from s4jax.training import summary  # pylint: disable=g-import-not-at-top
-
-  samples = int(round(seconds * task.sample_rate))
-  own = getattr(task.model_module, 'count_macs', None)
-  if own is not None:
-    counts = own(model_config, seconds=seconds)
-    return {
-      'total': int(counts['total']),
-      'per_module': {k: int(v) for k, v in counts.items() if k != 'total'},
-      'source': f'{task.model_module.__name__}.count_macs',
-    }
-  x = jax.ShapeDtypeStruct((1, samples), jnp.float32)
-  counts = summary.trace_macs(task.model, {'params': params}, x, train=False)
-  total = counts.pop('total')
-  return {
-    'total': total,
-    'per_module': counts,
-    'source': 's4jax.training.summary.trace_macs',
-  }
+  model = inference.from_run_config(config, params, task=task)
+  return model.count_macs(seconds)
 
 
 def _energy(config, task, params, seconds: float) -> dict[str, Any] | None:
@@ -166,18 +151,11 @@ def _params(config, task) -> tuple[Any, int | None]:
   from s4jax.training import tasks  # pylint: disable=g-import-not-at-top
 
   if _WORKDIR.value:
-    run = inference.load(_WORKDIR.value)
+    run = inference.load_model(workdir=_WORKDIR.value)
     return run.params, int(run.step)
   samples = tasks.init_samples(config)
   params = jax.jit(lambda: task.init(jax.random.key(config.seed), samples))()
   return params, None
-
-
-_MACS_COUNTED = {
-  's4jax.training.summary.trace_macs': (
-    'Dense/Conv layers, and LayerNorm at 5 per element (fvcore rules)'
-  ),
-}
 
 
 def build_summary(config) -> dict[str, Any]:
@@ -187,7 +165,7 @@ def build_summary(config) -> dict[str, Any]:
   task = tasks.create_task(config)
   params, step = _params(config, task)
   seconds = _SECONDS.value or config.data.segment_seconds or 1.0
-  macs = _macs(task, tasks.model_config_for(config), params, seconds)
+  macs = _macs(config, task, params, seconds)
   out = {
     'model': config.model.name,
     'weights': 'trained' if step is not None else 'initial',
@@ -201,9 +179,7 @@ def build_summary(config) -> dict[str, Any]:
     'macs_per_second': macs['total'] / seconds,
     'macs_per_module': macs['per_module'],
     'macs_source': macs['source'],
-    'macs_counted': _MACS_COUNTED.get(
-      macs['source'], "conv and dense layers (the model module's own count)"
-    ),
+    'macs_counted': macs['counted'],
   }
   energy = _energy(config, task, params, seconds)
   if energy is not None:

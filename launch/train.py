@@ -17,8 +17,6 @@ checkpoint in `--workdir`; SIGTERM saves a checkpoint and exits.
 
 from __future__ import annotations
 
-import os
-
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -63,23 +61,15 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def _initial_params(source: str | None):
-  """Parameters named by --init_from, or None."""
+  """Parameters named by --init_from (`harness.inference.load_model`)."""
   if not source:
     return None
-  from pretrained import hub  # pylint: disable=g-import-not-at-top
+  from harness import inference  # pylint: disable=g-import-not-at-top
 
-  if source in hub.available():
-    model = hub.from_pretrained(source)
-  elif os.path.exists(source):
-    from harness import inference  # pylint: disable=g-import-not-at-top
-
-    model = inference.load(source)
-  else:
-    raise ValueError(
-      f'--init_from={source}: neither a pretrained model '
-      f'({", ".join(hub.available()) or "none installed"}) nor an existing '
-      'workdir or checkpoint folder.'
-    )
+  try:
+    model = inference.load_model(source)
+  except inference.UnknownSourceError as e:
+    raise ValueError(f'--init_from={e}') from None
   logging.info('Fine-tuning from %s (step %d).', source, model.step)
   return model.params
 

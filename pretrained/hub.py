@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import serialization
 
-from harness import inference
+from s4jax import inference, models
 from s4jax.training import summary
 from s4jax.training import tasks as tasks_lib
 
@@ -133,7 +133,10 @@ def _read(path: str, mode: str = 'rb') -> Any:
 
 
 def read_config(folder: str) -> ml_collections.ConfigDict:
-  """The run config in `folder/config.json`.
+  """The run config in `folder/config.json`, `config.model` in today's layout.
+
+  A flat `config.model` written by an older version is converted
+  (`s4jax.models.upgrade_model_config`).
 
   Raises:
     PretrainedError: the file is missing, not JSON or not a config object.
@@ -150,6 +153,10 @@ def read_config(folder: str) -> ml_collections.ConfigDict:
       f'{path} is not a run config (a JSON object with "task", "model", '
       '"data", ...).'
     )
+  try:  # Flat config.model files of older versions.
+    values['model'] = models.upgrade_model_config(values['model'])
+  except ValueError as e:
+    raise PretrainedError(f'{path}: {e}') from None
   return ml_collections.ConfigDict(values)
 
 
@@ -247,12 +254,13 @@ def check_params(
 # Loading ----------------------------------------------------------------------
 
 
-def load_dir(folder: str) -> inference.Enhancer:
+def load_dir(folder: str) -> inference.SpeechModel:
   """Loads the model in `folder` (any path; see the module doc).
 
   Returns:
-    The same kind of object as `harness.inference.load`: call it on
-    a mono float32 signal at `.sample_rate`.
+    The same kind of object as `harness.inference.load_model`: an
+    `s4jax.inference.SpeechModel` (call it on a mono float32 signal at
+    `.sample_rate`).
 
   Raises:
     PretrainedError: a missing, unreadable or mismatched file (named).
@@ -281,10 +289,12 @@ def load_dir(folder: str) -> inference.Enhancer:
   except ValueError:
     step = 0
   params = jax.tree.map(jnp.asarray, params)
-  return inference.Enhancer(config, task, params, step)
+  return inference.from_run_config(config, params, step=step, task=task)
 
 
-def from_pretrained(name: str, root: str | None = None) -> inference.Enhancer:
+def from_pretrained(
+  name: str, root: str | None = None
+) -> inference.SpeechModel:
   """Loads the pretrained model `name` (one of `available(root)`).
 
   Args:
@@ -292,9 +302,10 @@ def from_pretrained(name: str, root: str | None = None) -> inference.Enhancer:
     root: folder holding the models; default `default_root()`.
 
   Returns:
-    The model, like `harness.inference.load(workdir)` returns it:
-    `model(x)` maps a mono float32 signal `(T,)` at `model.sample_rate` to
-    the enhanced signal `(T,)` or the separated sources `(S, T)`.
+    The model, like `harness.inference.load_model` returns it (an
+    `s4jax.inference.SpeechModel`): `model(x)` maps a mono float32 signal
+    `(T,)` at `model.sample_rate` to the enhanced signal `(T,)` or the
+    separated sources `(S, T)`.
 
   Raises:
     PretrainedError: unknown name (lists the available ones), or a missing,
