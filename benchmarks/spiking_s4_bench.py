@@ -87,7 +87,7 @@ def bench_offline(model, variables, repeats):
   full = jax.jit(lambda v, x: model.apply(v, x)['estimate'])
   cached = ss4.offline_enhancer(variables, model, x.shape[-1])
   # Baselines: the counted dense MACs as plain matmuls; the bare FFT convs.
-  width = 2 * h if model.emission == 'glu' else h
+  width = 2 * h if model.block_settings['emission'] == 'glu' else h
   f = model.n_freq
   mats = [
     jnp.ones((f, h)) / f,
@@ -103,9 +103,8 @@ def bench_offline(model, variables, repeats):
     return y @ mats[-1]
 
   u = jnp.ones((1, frames, f))
-  padded = ss4.fft_friendly_length(frames) if model.fft_friendly else frames
-  k = jnp.ones((h, padded)) / padded
-  v = jnp.ones((1, padded, h))
+  k = jnp.ones((h, frames)) / frames
+  v = jnp.ones((1, frames, h))
 
   @jax.jit
   def fft_floor(v, k):
@@ -125,7 +124,7 @@ def bench_offline(model, variables, repeats):
   floor = tuple(a + b for a, b in zip(t_dense, t_fft, strict=True))
   macs = frames * (2 * f * h + model.n_layers * h * width)
   row(f'dense floor ({macs / 1e9:.2f} G MAC matmuls)', t_dense)
-  row(f'{model.n_layers} bare FFT convs (L={padded})', t_fft)
+  row(f'{model.n_layers} bare FFT convs (L={frames})', t_fft)
   row('STFT + iSTFT', t_stft)
   row('model, kernels generated', t_full, 30.0, floor)
   row('model, kernels cached', t_cached, 30.0, floor)
@@ -192,11 +191,6 @@ def bench_train(model, repeats):
   return t_step, t_fwd
 
 
-def _fields(model):
-  names = ('emission', 'neuron_mode', 'd_model', 'n_layers', 'd_state')
-  return {k: getattr(model, k) for k in names}
-
-
 def energy_table(model, wav=''):
   print('\n== Compute and energy per 30 s clip (rates measured, untrained) ==')
   x = signal(1, 30.0)
@@ -214,7 +208,7 @@ def energy_table(model, wav=''):
     print(f'input: {wav} tiled to 30 s')
   else:
     print('input: white noise at -25 dBFS (pass --wav for speech)')
-  base_model = ss4.from_config({**_fields(model), 'spiking': False})
+  base_model = model.clone(neuron=ss4.Gelu)
   rows = []
   for m in (model, base_model):
     v = m.init(jax.random.PRNGKey(0), x[:, :SR])
@@ -254,7 +248,7 @@ def main():
     f'{os.getloadavg()[0]:.1f}'
   )
   cfg = spiking_s4_ndns.get_config(f'emission={args.emission}').model
-  cfg.neuron_mode = args.mode
+  cfg.neuron.mode = args.mode
   model = ss4.from_config(cfg)
   variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, SR)))
   print(

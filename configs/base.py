@@ -7,14 +7,52 @@ understands `smoke=True`, which shrinks model and run to seconds on a CPU.
 
 Field groups:
   task:      'enhancement' or 'separation'.
-  model:     `model.name` selects a builder in `s4jax.models`; other fields are
-             the model's own.
+  model:     `model.name` selects a builder in `s4jax.models`; the other
+             fields are the model's own settings, laid out like its modules
+             (below).
   data:      input pipeline (see `data_pipelines`).
   loss:      loss options of the task.
   optimizer: optimiser, schedule, clipping and the SSM parameter group.
   train:     steps, batch size, logging, checkpoints, non-finite guard.
   eval:      periodic and standalone evaluation.
   quant:     SEOFP sign-exponent-only weights (`s4jax.quant`); off by default.
+
+`config.model` (flax-imagenet style): every setting is an attribute of the
+Flax module that uses it, declared there once with its default; a group
+holds the settings of a sub-module the model builds several times (its
+constructor is an attribute of the parent). Recipes start from the model's
+`default_config()` and override values; `from_config` (through
+`s4jax.models.build`) rejects any key nothing reads.
+
+  Spiking-S4 (`s4jax.models.spiking_s4`):
+    model.*         `SpikingS4`: n_fft, hop_length, win_length, window,
+                    input_offset, d_model, n_layers, mask, mask_bound, dtype
+    model.neuron.*  `spiking` (False: the non-spiking GELU baseline) and
+                    `s4jax.spiking.PLIF`: mode, init_tau, v_th, v_reset,
+                    reset, detach_reset, surrogate, alpha, unroll
+    model.block.*   `SpikingS4Block`: d_state, emission, dropout, dt_min,
+                    dt_max
+  S4M (`s4jax.models.s4m`):
+    model.*         `S4M`: num_sources, sample_rate, enc_kernel_ms,
+                    bottleneck, num_blocks, remat, scan, dtype
+    model.block.*   `s4m_blocks.S4MBlock`: hidden, depth, ssm, d_state,
+                    ff_expand, reconstruction_s4, topdown_quirk, dropout
+
+`model.dtype` is a dtype name ('float32', 'bfloat16'), in configs and as
+the module attribute of both models; the training code sets it from
+`train.compute_dtype`.
+
+Older, flat `config.model` keys and where they went
+(`s4jax.models.upgrade_model_config` converts a saved config.json):
+
+  Spiking-S4: spiking -> neuron.spiking, neuron_mode -> neuron.mode,
+    surrogate_alpha -> neuron.alpha, scan_unroll -> neuron.unroll;
+    init_tau, v_th, v_reset, reset, detach_reset, surrogate -> neuron.<same>;
+    d_state, emission, dropout, dt_min, dt_max -> block.<same>;
+    fft_friendly removed (`s4jax.ssm.fft_conv` picks a fast FFT size).
+  S4M: hidden, depth, ssm, d_state, ff_expand, reconstruction_s4,
+    topdown_quirk, dropout -> block.<same>.
+  All other keys keep their name and place.
 """
 
 from __future__ import annotations

@@ -36,8 +36,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model = spiking_s4_ndns.spiking_s4_model('linear')
   config.model.d_model = arg.width
   config.model.n_layers = arg.layers
-  config.model.d_state = 32
-  config.model.spiking = arg.spiking
+  config.model.block.d_state = 32
+  config.model.neuron.spiking = arg.spiking
   config.loss = spiking_s4_ndns.spiking_s4_loss(config.model)
 
   config.data.name = 'synthetic'
@@ -68,6 +68,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg.smoke:
     config.model.d_model = 16
     config.model.n_layers = 1
-    config.model.d_state = 8
+    config.model.block.d_state = 8
     base.shrink_run_for_smoke(config)
   return config

@@ -45,5 +45,5 @@ from configs import s4m_tiny
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """Full S4M recipe; `arg` as in `configs/s4m_tiny.py`."""
   config = s4m_tiny.get_config(arg)
-  config.model.reconstruction_s4 = True
+  config.model.block.reconstruction_s4 = True
   return config

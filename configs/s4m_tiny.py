@@ -24,8 +24,8 @@ Real Libri2Mix (generated with `generate_librimix.sh`; the folder holding
 
 Other switches: `:smoke=True` (seconds on a CPU), `:ssm=s4d` (diagonal S4
 instead of the released DPLR S4), `:sample_rate=16000`;
-`--config.model.topdown_quirk=False` uses the coarsest scale in the first
-top-down step instead of the release's indexing.
+`--config.model.block.topdown_quirk=False` uses the coarsest scale in the
+first top-down step instead of the release's indexing.
 
 Target (paper, Table 2): Libri2Mix SI-SDRi 16.2 dB, SDRi 16.6 dB. An
 independent reproduction with batch 8 for 150 epochs reached 14.3 / 14.8
@@ -37,6 +37,7 @@ from __future__ import annotations
 import ml_collections
 
 from configs import base
+from s4jax.models import s4m
 
 LIBRI2MIX_TRAIN100 = 13_900  # mixtures in Libri2Mix train-100
 
@@ -44,25 +45,19 @@ LIBRI2MIX_TRAIN100 = 13_900  # mixtures in Libri2Mix train-100
 def s4m_model(
   config: ml_collections.ConfigDict, ssm: str = 's4'
 ) -> ml_collections.ConfigDict:
-  """`config.model` of S4M-tiny (fields of `s4jax.models.s4m.S4M`)."""
-  m = ml_collections.ConfigDict()
-  m.name = 's4m'
+  """`config.model` of S4M-tiny: the module defaults, the release's values.
+
+  The layout and the defaults come from the modules
+  (`s4jax.models.s4m.default_config`): the `S4M` attributes at the top
+  (enc_kernel_ms 4: S4M-tiny, the release's file default is 21; num_blocks,
+  remat, scan, ...) and `block.*`, the weight-shared
+  `s4m_blocks.S4MBlock` (hidden, depth, ssm, d_state, reconstruction_s4,
+  topdown_quirk, ...).
+  """
+  m = s4m.default_config()
   m.num_sources = config.data.get_ref('num_sources')
   m.sample_rate = config.data.get_ref('sample_rate')
-  m.enc_kernel_ms = 4.0  # S4M-tiny; the release's file default is 21
-  m.bottleneck = 128
-  m.hidden = 512
-  m.num_blocks = 16  # iterations of the weight-shared block
-  m.depth = 4  # scales
-  m.ssm = ssm  # 's4' (release: DPLR, HiPPO-LegS), 's4d' or 'identity'
-  m.d_state = 16
-  m.ff_expand = 2
-  m.reconstruction_s4 = False  # True: full S4M (configs/s4m.py)
-  m.topdown_quirk = True  # the release's top-down indexing (parity)
-  m.dropout = 0.0
-  m.remat = True  # recompute each iteration in the backward pass
-  m.scan = True  # compile the shared block once
-  m.dtype = 'float32'  # set through config.train.compute_dtype
+  m.block.ssm = ssm  # 's4' (release: DPLR, HiPPO-LegS), 's4d' or 'identity'
   return m
 
 
@@ -79,11 +74,11 @@ def smoke(config: ml_collections.ConfigDict) -> None:
   """Shrinks model and run so a training test takes seconds on a CPU."""
   m = config.model
   m.bottleneck = 16
-  m.hidden = 32
   m.num_blocks = 2
-  m.depth = 3
-  m.d_state = 8
-  m.ff_expand = 2
+  m.block.hidden = 32
+  m.block.depth = 3
+  m.block.d_state = 8
+  m.block.ff_expand = 2
   base.shrink_run_for_smoke(config, segment_seconds=0.25)
   config.eval.metrics = ('si_sdr', 'si_sdri')
   config.eval.num_workers = 0

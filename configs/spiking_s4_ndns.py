@@ -27,42 +27,23 @@ from __future__ import annotations
 import ml_collections
 
 from configs import base
+from s4jax.models import spiking_s4
 
 NDNS_TRAIN_CLIPS = 60_000
 
 
 def spiking_s4_model(emission: str = 'linear') -> ml_collections.ConfigDict:
-  """`config.model` of Spiking-S4 (fields of `s4jax.models.spiking_s4`)."""
-  m = ml_collections.ConfigDict()
-  m.name = 'spiking_s4'
-  # Front end (torch.stft defaults of the authors' stft_splitter).
-  m.n_fft = 512
-  m.hop_length = 128
-  m.win_length = 512
-  m.window = 'rect'  # or 'hann'
-  m.input_offset = 0.2
-  # Network.
-  m.d_model = 256
-  m.n_layers = 4
-  m.d_state = 64
-  m.emission = emission  # 'linear' (paper) or 'glu' (competition code)
-  m.spiking = True  # False: the non-spiking S4 baseline (GELU)
-  m.neuron_mode = 'stateless'  # or 'temporal'
-  m.init_tau = 2.0
-  m.v_th = 1.0
-  m.v_reset = 0.0
-  m.reset = 'hard'  # or 'soft' (temporal mode)
-  m.detach_reset = False
-  m.surrogate = 'sigmoid'  # arctan, fast_sigmoid, superspike, triangle, boxcar
-  m.surrogate_alpha = 0.0  # 0 = the surrogate's default (sigmoid: 4)
-  m.scan_unroll = 1
-  m.mask = 'relu'  # relu(x + 1); or 'sigmoid' (mask_bound * sigmoid(x))
-  m.mask_bound = 2.0
-  m.dropout = 0.0
-  m.dt_min = 1e-3
-  m.dt_max = 1e-1
-  m.dtype = 'float32'  # set through config.train.compute_dtype
-  m.fft_friendly = False  # fft_conv already uses a 5-smooth FFT size
+  """`config.model` of Spiking-S4: the module defaults, the authors' values.
+
+  The layout and the defaults come from the modules
+  (`s4jax.models.spiking_s4.default_config`): the `SpikingS4` attributes at
+  the top, `neuron.*` (`spiking`, False for the GELU baseline, and the
+  `s4jax.spiking.PLIF` attributes: mode, init_tau, v_th, ...) and
+  `block.*` (the `SpikingS4Block` attributes: d_state, emission, ...).
+  """
+  m = spiking_s4.default_config()
+  m.win_length = 512  # torch.stft default of the authors' stft_splitter
+  m.block.emission = emission  # 'linear' (paper) or 'glu' (competition code)
   return m
 
 
@@ -91,7 +72,7 @@ def smoke_model(model: ml_collections.ConfigDict) -> None:
   """Shrinks a Spiking-S4 model config to run in seconds on a CPU."""
   model.d_model = 16
   model.n_layers = 1
-  model.d_state = 8
+  model.block.d_state = 8
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -234,9 +234,10 @@ def lif_scan(
 class PLIF(nn.Module):
   """Parametric LIF neurons with one learnable time constant.
 
-  Calling the module on `(..., T, H)` (time on `time_axis`) returns
-  `(spikes, firing_rate)`, the rate being the mean spike count per neuron and
-  frame (a float32 scalar) for energy accounting. `init_state` / `step` run
+  Calling the module on `(..., T, H)` (time on the `time_axis` argument,
+  -2: channels last, -1: channels first) returns `(spikes, firing_rate)`,
+  the rate being the mean spike count per neuron and frame (a float32
+  scalar) for energy accounting. `init_state` / `step` run
   one frame at a time; in 'stateless' mode the state is unused.
 
   Attributes:
@@ -247,10 +248,9 @@ class PLIF(nn.Module):
     reset: 'hard' or 'soft' ('temporal' mode).
     detach_reset: no gradient through the reset ('temporal' mode).
     surrogate: surrogate gradient name.
-    alpha: surrogate sharpness (None: its default).
+    alpha: surrogate sharpness (0 or None: the surrogate's default,
+      `DEFAULT_ALPHA`).
     unroll: `lax.scan` unroll factor ('temporal' mode).
-    time_axis: time axis of the inputs of `__call__` (-2: channels last,
-      -1: channels first).
   """
 
   mode: str = 'stateless'
@@ -260,9 +260,8 @@ class PLIF(nn.Module):
   reset: str = 'hard'
   detach_reset: bool = False
   surrogate: str = 'sigmoid'
-  alpha: float | None = None
+  alpha: float | None = 0.0
   unroll: int = 1
-  time_axis: int = -2
 
   def setup(self):
     if self.mode not in NEURON_MODES:
@@ -282,21 +281,27 @@ class PLIF(nn.Module):
       reset=self.reset,
       detach_reset=self.detach_reset,
       surrogate=self.surrogate,
-      alpha=self.alpha,
+      alpha=self.alpha or None,
     )
 
-  def __call__(self, x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+  def _stateless(self, x: jnp.ndarray) -> jnp.ndarray:
+    kw = self._kwargs()
+    return lif_stateless(
+      x, self.w, kw['v_th'], kw['v_reset'], kw['surrogate'], kw['alpha']
+    )
+
+  def __call__(
+    self, x: jnp.ndarray, time_axis: int = -2
+  ) -> tuple[jnp.ndarray, jnp.ndarray]:
     """x: real, time on `time_axis` -> (spikes like x, firing rate scalar)."""
     if self.mode == 'stateless':
-      s = lif_stateless(
-        x, self.w, self.v_th, self.v_reset, self.surrogate, self.alpha
-      )
+      s = self._stateless(x)
     else:
       s, _ = lif_scan(
         x,
         self.w,
         unroll=self.unroll,
-        time_axis=self.time_axis,
+        time_axis=time_axis,
         **self._kwargs(),
       )
     return s, jnp.mean(s.astype(jnp.float32))
@@ -312,8 +317,5 @@ class PLIF(nn.Module):
   ) -> tuple[jnp.ndarray, jnp.ndarray]:
     """One frame. v, x: real (..., H) -> (spikes, next membrane)."""
     if self.mode == 'stateless':
-      s = lif_stateless(
-        x, self.w, self.v_th, self.v_reset, self.surrogate, self.alpha
-      )
-      return s, v
+      return self._stateless(x), v
     return lif_step(v, x, self.w, **self._kwargs())

@@ -52,7 +52,7 @@ for name in names:
 import jax, jax.numpy as jnp
 from s4jax.models import spiking_s4, s4m
 from configs import s4m_tiny  # configs/ is plain data (ml_collections)
-model = spiking_s4.SpikingS4(d_model=16, d_state=4, n_layers=1)
+model = spiking_s4.from_config(dict(d_model=16, n_layers=1, block=dict(d_state=4)))
 x = jnp.zeros((1, 1024))
 variables = model.init(jax.random.key(0), x)
 jax.block_until_ready(model.apply(variables, x)['estimate'])

@@ -186,3 +186,27 @@ def test_lif_scan_time_axis_channels_first():
     np.asarray(jnp.swapaxes(s_first, 1, 2)), np.asarray(s_last)
   )
   np.testing.assert_array_equal(np.asarray(v_first), np.asarray(v_last))
+
+
+@pytest.mark.parametrize('mode', ['stateless', 'temporal'])
+def test_plif_time_axis_argument_and_default_alpha(mode):
+  """Channels-first calls equal channels-last; alpha 0 or None: default."""
+  x = jnp.asarray(
+    np.random.default_rng(4).normal(1.0, 1.0, (2, 25, 4)), jnp.float32
+  )
+  neuron = spiking.PLIF(mode=mode)
+  variables = neuron.init(jax.random.PRNGKey(0), x)
+  s_last, _ = neuron.apply(variables, x)
+  s_first, _ = neuron.apply(variables, jnp.swapaxes(x, 1, 2), time_axis=-1)
+  np.testing.assert_array_equal(
+    np.asarray(jnp.swapaxes(s_first, 1, 2)), np.asarray(s_last)
+  )
+
+  def grad(alpha):
+    model = spiking.PLIF(mode=mode, alpha=alpha)
+    return jax.grad(lambda x: jnp.sum(model.apply(variables, x)[0]))(x)
+
+  want = grad(spiking.DEFAULT_ALPHA['sigmoid'])
+  for alpha in (0.0, None):
+    np.testing.assert_array_equal(np.asarray(grad(alpha)), np.asarray(want))
+  assert not np.array_equal(np.asarray(grad(1.0)), np.asarray(want))

@@ -28,6 +28,7 @@ is diagonal (S4D-LegS/Lin/Inv/Real, zoh or bilinear).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -87,11 +88,20 @@ def _activation(name: str | None, x: jnp.ndarray) -> jnp.ndarray:
   }[name](x)
 
 
-class SSMParams(nn.Module):
-  """Holds the continuous SSM parameters; returns them in complex form.
+class SSMSettings(nn.Module):
+  """The SSM settings `S4Layer` and its `SSMParams` share (declared once).
 
-  Called with the channel count H; may be called several times (the
-  parameters are created once). See the module docstring for the layout.
+  Attributes:
+    d_state: state size N (N/2 conjugate pairs are stored).
+    mode: 's4' (DPLR, Cauchy kernel) or 's4d' (diagonal, Vandermonde kernel).
+    init_scheme: S4D initialisation ('legs', 'lin', 'inv', 'real'); mode 's4'
+      always uses HiPPO-LegS.
+    rank: rank R of the low-rank term (mode 's4').
+    n_ssm: number of independent (A, B, P) copies; None means one per channel.
+    dt_min: smallest initial step size.
+    dt_max: largest initial step size.
+    learn_b: learn B (S4D); False fixes B = 1 as the minimal S4D kernel does.
+    use_d: add the `D u` skip.
   """
 
   d_state: int = 64
@@ -102,8 +112,28 @@ class SSMParams(nn.Module):
   dt_min: float = 1e-3
   dt_max: float = 1e-1
   learn_b: bool = True
-  directions: int = 1
   use_d: bool = True
+
+  def ssm_settings(self) -> dict[str, Any]:
+    """This module's `SSMSettings` attributes."""
+    return {
+      f.name: getattr(self, f.name)
+      for f in dataclasses.fields(SSMSettings)
+      if f.init and f.name not in ('parent', 'name')
+    }
+
+
+class SSMParams(SSMSettings):
+  """Holds the continuous SSM parameters; returns them in complex form.
+
+  Called with the channel count H; may be called several times (the
+  parameters are created once). See the module docstring for the layout.
+
+  Attributes:
+    directions: output vectors `C` per channel (2: bidirectional).
+  """
+
+  directions: int = 1
 
   def _initial(self):
     if self.mode == 's4':
@@ -171,23 +201,15 @@ class OutputProjection(nn.Module):
     return y
 
 
-class S4Layer(nn.Module):
+class S4Layer(SSMSettings):
   """S4 (DPLR) or S4D (diagonal) sequence layer, channels-last.
 
   Attributes:
-    d_state: state size N (N/2 conjugate pairs are stored).
-    mode: 's4' (DPLR, Cauchy kernel) or 's4d' (diagonal, Vandermonde kernel).
-    init_scheme: S4D initialisation ('legs', 'lin', 'inv', 'real'); mode 's4'
-      always uses HiPPO-LegS.
+    (the `SSMSettings`: d_state, mode, init_scheme, rank, n_ssm, dt_min,
+      dt_max, learn_b, use_d.)
     discretization: 'zoh' or 'bilinear' (mode 's4' is always bilinear).
-    rank: rank R of the low-rank term (mode 's4').
-    n_ssm: number of independent (A, B, P) copies; None means one per channel.
-    dt_min: smallest initial step size.
-    dt_max: largest initial step size.
-    learn_b: learn B (S4D); False fixes B = 1 as the minimal S4D kernel does.
     bidirectional: add an anti-causal kernel (state-spaces/s4 convention: the
       backward kernel starts at lag 1, lag 0 is the forward kernel's and D's).
-    use_d: add the `D u` skip.
     activation: nonlinearity after the SSM (None, 'gelu', ...).
     postact: output projection: 'glu' (Dense H -> 2H then GLU), 'linear'
       (Dense H -> H) or None.
@@ -202,17 +224,8 @@ class S4Layer(nn.Module):
       and corrects it on every call.
   """
 
-  d_state: int = 64
-  mode: str = 's4d'
-  init_scheme: str = 'legs'
   discretization: str = 'zoh'
-  rank: int = 1
-  n_ssm: int | None = None
-  dt_min: float = 1e-3
-  dt_max: float = 1e-1
-  learn_b: bool = True
   bidirectional: bool = False
-  use_d: bool = True
   activation: str | None = 'gelu'
   postact: str | None = 'glu'
   dropout: float = 0.0
@@ -223,16 +236,7 @@ class S4Layer(nn.Module):
   def setup(self):
     self._check()
     self.ssm = SSMParams(
-      d_state=self.d_state,
-      mode=self.mode,
-      init_scheme=self.init_scheme,
-      rank=self.rank,
-      n_ssm=self.n_ssm,
-      dt_min=self.dt_min,
-      dt_max=self.dt_max,
-      learn_b=self.learn_b,
-      directions=2 if self.bidirectional else 1,
-      use_d=self.use_d,
+      **self.ssm_settings(), directions=2 if self.bidirectional else 1
     )
     self.drop = nn.Dropout(self.dropout)
     self.output_linear = OutputProjection(self.postact, self.dtype)
@@ -357,7 +361,7 @@ class S4Layer(nn.Module):
       return recurrence.discretize_dplr(
         prm['a'], prm['p'], prm['b'], c, prm['dt']
       )
-    return recurrence.discretize_diag(
+    return recurrence.diag_ssm(
       prm['a'], prm['b'], prm['c'][0], prm['dt'], self.discretization
     )
 

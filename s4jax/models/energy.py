@@ -24,8 +24,8 @@ Three figures, each per layer and in total:
 
 Firing rates come from the model's `'firing_rates'` output (keys `encoder`,
 `layer{i}_ssm`, `layer{i}_out`); the non-spiking baseline
-(`spiking=False`) reports the non-zero fraction of its GELU outputs under the
-same keys, and all its operations are priced as MACs.
+(`neuron.spiking=False`) reports the non-zero fraction of its GELU outputs
+under the same keys, and all its operations are priced as MACs.
 
 `trace_macs` counts Dense and LayerNorm MACs of any Linen model by
 intercepting the calls while tracing its shapes; the analytic and traced
@@ -90,8 +90,9 @@ def layer_ops(
     A list of `LayerOps`.
   """
   m = _model(model_or_config)
-  h, f, n2 = m.d_model, m.n_freq, m.d_state // 2
-  out_width = 2 * h if m.emission == 'glu' else h
+  block = m.block_settings
+  h, f, n2 = m.d_model, m.n_freq, block['d_state'] // 2
+  out_width = 2 * h if block['emission'] == 'glu' else h
   ops = [LayerOps('encoder', f * h)]
   for i in range(m.n_layers):
     p = f'layer{i}'
@@ -114,7 +115,7 @@ def neurons_per_step(model_or_config, include_ssm: bool = False) -> int:
   m = _model(model_or_config)
   count = m.d_model * (1 + 2 * m.n_layers)
   if include_ssm:
-    count += m.n_layers * m.d_model * (m.d_state // 2)
+    count += m.n_layers * m.d_model * (m.block_settings['d_state'] // 2)
   return count
 
 
@@ -191,7 +192,7 @@ def energy_45nm(
   mac_ops = ac_ops = 0.0
   per_layer = {}
   for o in layer_ops(m, include_ssm):
-    if m.spiking and o.rate_key is not None:
+    if m.is_spiking and o.rate_key is not None:
       ops = _rate(firing_rates, o.rate_key) * o.macs * n
       ac_ops += ops
       per_layer[o.name] = ops * E_AC_PJ * 1e-12
@@ -252,7 +253,7 @@ def report(
   m = _model(model_or_config)
   macs = count_macs(m, seconds, sample_rate, include_ssm)
   return {
-    'spiking': m.spiking,
+    'spiking': m.is_spiking,
     'macs_per_clip': macs['per_clip'],
     'macs_per_second': macs['per_second'],
     **energy_45nm(m, firing_rates, seconds, sample_rate, include_ssm),

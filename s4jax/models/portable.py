@@ -204,7 +204,7 @@ class SpikingS4Stream:
       self.variables, method=spiking_s4.SpikingS4.real_step_constants
     )
     self._consts = jax.tree.map(f32, consts)
-    h, n2 = model.d_model, model.d_state // 2
+    h, n2 = model.d_model, model.block_settings['d_state'] // 2
     specs = [
       StateSpec('count', (), 'int32'),
       StateSpec('inputs', (self.n_fft + self.hop_length,), 'float32'),

@@ -26,15 +26,20 @@ Parameter counts of the release (asserted in `tests/models/s4m_test.py`):
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
+from s4jax import models
 from s4jax.audio import losses, pit
 from s4jax.models import s4m_blocks as blocks
+
+DTYPES = ('float32', 'bfloat16')
 
 
 def encoder_window(enc_kernel_ms: float, sample_rate: int) -> tuple[int, int]:
@@ -66,27 +71,25 @@ class Separator(nn.Module):
   call and shared by all iterations (their gradient is accumulated once).
 
   Attributes:
-    block: keyword arguments of `S4MBlock`.
-    num_blocks: iterations (16).
-    remat: recompute each iteration in the backward pass (activation memory
-      of one iteration instead of all of them).
-    scan: run all iterations under `nn.scan` (one compiled body); False
-      unrolls a Python loop (used for MAC counting).
+    block: constructor of the shared block, every setting bound (`S4M`
+      binds its `bottleneck` and `dtype`).
+    num_blocks: iterations.
+    remat: recompute each iteration in the backward pass.
+    scan: run all iterations under `nn.scan`.
   """
 
-  block: dict[str, Any]
-  num_blocks: int = 16
-  remat: bool = True
-  scan: bool = True
+  block: models.ModuleDef
+  num_blocks: int
+  remat: bool
+  scan: bool
 
   def setup(self):
-    block_cls = blocks.S4MBlock
+    settings = models.settings_of(self.block)
+    block_cls = models.module_class(self.block)
     if self.remat:
-      block_cls = nn.remat(blocks.S4MBlock, static_argnums=(3,))
-    self.shared = block_cls(**self.block)
-    self.concat_conv = blocks.DepthwiseConv1d(
-      1, dtype=self.block.get('dtype', jnp.float32)
-    )
+      block_cls = nn.remat(block_cls, static_argnums=(3,))
+    self.shared = block_cls(**settings)
+    self.concat_conv = blocks.DepthwiseConv1d(1, dtype=settings['dtype'])
     self.concat_act = blocks.prelu()
 
   def _iteration(self, y, x0, k, deterministic: bool):
@@ -135,37 +138,40 @@ class S4M(nn.Module):
     sample_rate: Hz (sets the encoder window in samples).
     enc_kernel_ms: encoder window in ms (S4M-tiny: 4; release default 21).
     bottleneck: separator channels (128).
-    hidden: block channels (512).
     num_blocks: weight-shared block iterations (16).
-    depth: scales per block (4).
-    ssm: 's4' (DPLR, HiPPO-LegS, as released), 's4d' or 'identity'.
-    d_state: S4 state size (16).
-    ff_expand: feed-forward expansion (2).
-    reconstruction_s4: S4 blocks in the top-down path (full S4M).
-    topdown_quirk: the release's top-down indexing (see `S4MBlock`).
-    dropout: dropout in the S4 and feed-forward blocks (release: 0).
-    remat: recompute block iterations in the backward pass.
-    scan: compile the shared-block iterations once with `nn.scan`.
-    dtype: compute dtype of convolutions and dense layers; the S4 kernel,
-      FFT convolutions and norms stay float32, the output is float32.
+    remat: recompute block iterations in the backward pass (activation
+      memory of one iteration instead of all of them).
+    scan: compile the shared-block iterations once with `nn.scan`; False
+      unrolls a Python loop (used for MAC counting).
+    dtype: compute dtype of convolutions and dense layers, a name
+      ('float32' or 'bfloat16'); the S4 kernel, FFT convolutions and norms
+      stay float32, the output is float32.
+    block: constructor of the weight-shared block, `s4m_blocks.S4MBlock`
+      with its settings (hidden channels, scales, SSM kind, ...) bound.
   """
 
   num_sources: int = 2
   sample_rate: int = 8000
   enc_kernel_ms: float = 4.0
   bottleneck: int = 128
-  hidden: int = 512
   num_blocks: int = 16
-  depth: int = 4
-  ssm: str = 's4'
-  d_state: int = 16
-  ff_expand: int = 2
-  reconstruction_s4: bool = False
-  topdown_quirk: bool = True
-  dropout: float = 0.0
   remat: bool = True
   scan: bool = True
-  dtype: Any = jnp.float32
+  dtype: str = 'float32'
+  block: models.ModuleDef = models.module_def(blocks.S4MBlock)
+
+  @property
+  def compute_dtype(self) -> jnp.dtype:
+    return models.compute_dtype(self.dtype, DTYPES)
+
+  def check(self) -> None:
+    """Raises ValueError for an unknown `dtype` or block `ssm`."""
+    models.compute_dtype(self.dtype, DTYPES)
+    ssm = models.settings_of(self.block)['ssm']
+    if ssm not in blocks.SSM_MODES:
+      raise ValueError(
+        f'config.model.block.ssm={ssm!r}; choose one of {blocks.SSM_MODES}.'
+      )
 
   def _check(self, mixture: jnp.ndarray) -> jnp.ndarray:
     if mixture.ndim == 3 and mixture.shape[1] == 1:
@@ -185,6 +191,8 @@ class S4M(nn.Module):
   def __call__(self, mixture: jnp.ndarray, train: bool = False):
     """mixture: real (B, T) -> {'estimates': real (B, S, T)}."""
     mixture = self._check(mixture)
+    self.check()
+    dtype = self.compute_dtype
     b, t = mixture.shape
     window, hop = encoder_window(self.enc_kernel_ms, self.sample_rate)
     bases = window // 2 + 1
@@ -196,26 +204,17 @@ class S4M(nn.Module):
       strides=(hop,),
       padding=[(window // 2, window // 2)],
       use_bias=False,
-      dtype=self.dtype,
+      dtype=dtype,
       kernel_init=nn.initializers.xavier_uniform(),
       name='encoder',
     )(x[..., None])  # (B, F, bases)
     y = blocks.GlobalLayerNorm(name='encoder_norm')(enc)
     y = blocks.pointwise(
-      bases, self.bottleneck, dtype=self.dtype, name='bottleneck'
+      bases, self.bottleneck, dtype=dtype, name='bottleneck'
     )(y)
     y = Separator(
-      block=dict(
-        bottleneck=self.bottleneck,
-        hidden=self.hidden,
-        depth=self.depth,
-        ssm=self.ssm,
-        d_state=self.d_state,
-        ff_expand=self.ff_expand,
-        reconstruction_s4=self.reconstruction_s4,
-        topdown_quirk=self.topdown_quirk,
-        dropout=self.dropout,
-        dtype=self.dtype,
+      block=models.module_def(
+        self.block, bottleneck=self.bottleneck, dtype=dtype
       ),
       num_blocks=self.num_blocks,
       remat=self.remat,
@@ -226,7 +225,7 @@ class S4M(nn.Module):
     y = blocks.pointwise(
       self.bottleneck,
       self.num_sources * bases,
-      dtype=self.dtype,
+      dtype=dtype,
       name='mask_conv',
     )(y)
     frames = y.shape[1]
@@ -237,58 +236,39 @@ class S4M(nn.Module):
       window,
       hop,
       window // 2,
-      dtype=self.dtype,
+      dtype=dtype,
       name='decoder',
     )(masked)  # (B, T + rest + 2 side, S)
     wav = wav[:, side : side + t].astype(jnp.float32)
     return {'estimates': jnp.transpose(wav, (0, 2, 1))}
 
 
-_FIELDS = (
-  'num_sources',
-  'sample_rate',
-  'enc_kernel_ms',
-  'bottleneck',
-  'hidden',
-  'num_blocks',
-  'depth',
-  'ssm',
-  'd_state',
-  'ff_expand',
-  'reconstruction_s4',
-  'topdown_quirk',
-  'dropout',
-  'remat',
-  'scan',
-)
-
-
 def from_config(model_config: Any) -> S4M:
-  """Builds `S4M` from `config.model` (fields of `S4M`, plus `name`, `dtype`).
+  """Builds `S4M` from `config.model` (see `default_config`).
 
   Raises:
-    ValueError: for an unknown field or an unknown `ssm` / `dtype`.
+    ValueError: for a key that is not a setting (named, with the known
+      ones), an unknown `block.ssm` or `dtype`.
   """
-  known = set(_FIELDS) | {'name', 'dtype'}
-  unknown = sorted(set(model_config.keys()) - known)
-  if unknown:
-    raise ValueError(
-      f'Unknown S4M config fields {unknown}; known: {sorted(known)}.'
-    )
-  kwargs = {f: model_config[f] for f in _FIELDS if f in model_config}
-  if kwargs.get('ssm', 's4') not in blocks.SSM_MODES:
-    raise ValueError(
-      f'config.model.ssm={kwargs["ssm"]!r}; choose one of {blocks.SSM_MODES}.'
-    )
-  dtype = model_config.get('dtype', 'float32')
-  if dtype not in ('float32', 'bfloat16'):
-    raise ValueError(
-      f"config.model.dtype={dtype!r}; use 'float32' or 'bfloat16'."
-    )
-  for key in ('num_sources', 'sample_rate', 'bottleneck', 'hidden'):
-    if key in kwargs:
-      kwargs[key] = int(kwargs[key])
-  return S4M(dtype=jnp.dtype(dtype), **kwargs)
+  model = models.build(S4M, model_config)
+  model.check()
+  return model
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """`config.model` of S4M with every setting at its module default.
+
+  Top level: the `S4M` attributes; `block`: the `s4m_blocks.S4MBlock`
+  settings (all but `bottleneck` and `dtype`, which `S4M` passes).
+  """
+  return ml_collections.ConfigDict({'name': 's4m', **models.settings_tree(S4M)})
+
+
+# Presets (`functools.partial`, flax-imagenet style).
+S4MTiny = S4M  # The authors' release.
+S4MFull = functools.partial(  # S4 blocks in the top-down path too.
+  S4M, block=models.module_def(blocks.S4MBlock, reconstruction_s4=True)
+)
 
 
 def separation_scores(

@@ -10,7 +10,7 @@ Linen with `(B, T, C)` inputs:
   1e-8 inside the square root, per-channel gain and bias.
 * `prelu`: one shared slope initialised at 0.25 (PyTorch `nn.PReLU()`).
 * `pointwise` (1x1 `Conv1d` as `nn.Dense`) and `DepthwiseConv1d` with
-  PyTorch's default initialisation and padding, so output lengths are
+  PyTorch's default initialisation (`s4jax.layers.init`) and padding, so output lengths are
   PyTorch's `floor((T + 2 p - k) / stride) + 1`.
 * `ConvTranspose1d`: PyTorch's `ConvTranspose1d` (output length
   `(T - 1) stride - 2 p + k`).
@@ -38,29 +38,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from s4jax import portable_ops
+from s4jax.layers import init as init_lib
 from s4jax.layers import s4 as s4_layer
 
 SSM_MODES = ('s4', 's4d', 'identity')
 PRELU_INIT = 0.25  # PyTorch nn.PReLU() default (Flax's is 0.01).
 GLN_EPS = 1e-8
 LAYER_NORM_EPS = 1e-5  # PyTorch nn.LayerNorm default.
-
-# PyTorch's default Conv1d / Linear weight init, kaiming_uniform(a=sqrt(5)):
-# U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-torch_kernel_init = nn.initializers.variance_scaling(
-  1.0 / 3.0, 'fan_in', 'uniform'
-)
-
-
-def torch_bias_init(fan_in: int) -> nn.initializers.Initializer:
-  """PyTorch's default bias init, U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-  bound = 1.0 / np.sqrt(fan_in)
-
-  def init(key, shape, dtype=jnp.float32):
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-  return init
-
 
 # Primitives with hand-written gradients ---------------------------------------
 #
@@ -316,8 +300,8 @@ def pointwise(
   return nn.Dense(
     features,
     dtype=dtype,
-    kernel_init=torch_kernel_init,
-    bias_init=torch_bias_init(in_features),
+    kernel_init=init_lib.torch_kernel_init,
+    bias_init=init_lib.torch_uniform(in_features),
     name=name,
   )
 
@@ -343,10 +327,7 @@ class DepthwiseConv1d(nn.Module):
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     """x: real (B, T, C) -> (B, (T + 2 p - k) // stride + 1, C)."""
     k, c = self.kernel_size, x.shape[-1]
-    bound = 1.0 / np.sqrt(k)  # PyTorch init: fan_in = (C / groups) k = k.
-    uniform = lambda key, shape: jax.random.uniform(  # noqa: E731
-      key, shape, jnp.float32, -bound, bound
-    )
+    uniform = init_lib.torch_uniform(k)  # fan_in = (C / groups) k = k.
     w = self.param('kernel', uniform, (k, c))
     if self.use_bias:
       b = self.param('bias', uniform, (c,))
@@ -526,8 +507,8 @@ class FFResidual(nn.Module):
     z = nn.Dense(
       h * self.expand,
       dtype=self.dtype,
-      kernel_init=torch_kernel_init,
-      bias_init=torch_bias_init(h),
+      kernel_init=init_lib.torch_kernel_init,
+      bias_init=init_lib.torch_uniform(h),
       name='dense_in',
     )(z)
     z = jax.nn.gelu(z, approximate=False)  # PyTorch nn.GELU() is exact.
@@ -535,8 +516,8 @@ class FFResidual(nn.Module):
     z = nn.Dense(
       h,
       dtype=self.dtype,
-      kernel_init=torch_kernel_init,
-      bias_init=torch_bias_init(h * self.expand),
+      kernel_init=init_lib.torch_kernel_init,
+      bias_init=init_lib.torch_uniform(h * self.expand),
       name='dense_out',
     )(z)
     return x + z
@@ -554,7 +535,9 @@ class S4MBlock(nn.Module):
   `hidden -> bottleneck` plus the block input.
 
   Attributes:
-    bottleneck: channels at the block input and output (128).
+    bottleneck: channels at the block input and output (set by `S4M`).
+    dtype: compute dtype of the convolutions and dense layers (set by
+      `S4M`).
     hidden: channels inside the block (512).
     depth: number of scales (4).
     ssm: 's4' (DPLR, HiPPO-LegS, as released), 's4d' or 'identity'.
@@ -566,10 +549,10 @@ class S4MBlock(nn.Module):
       scale `depth - 2` with scale `(depth - 3) mod depth` (TDANet's
       `x_fused[i - 1]`) instead of the coarsest scale `depth - 1`.
     dropout: dropout inside the S4 and feed-forward blocks (release: 0).
-    dtype: compute dtype of the convolutions and dense layers.
   """
 
-  bottleneck: int = 128
+  bottleneck: int
+  dtype: Any
   hidden: int = 512
   depth: int = 4
   ssm: str = 's4'
@@ -578,7 +561,6 @@ class S4MBlock(nn.Module):
   reconstruction_s4: bool = False
   topdown_quirk: bool = True
   dropout: float = 0.0
-  dtype: Any = jnp.float32
 
   def setup(self):
     if self.depth < 2:

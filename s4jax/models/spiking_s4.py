@@ -16,13 +16,20 @@ parameters) or 'glu' (Conv1d 256 -> 512 + GLU: the competition entry's 793 K =
 minimal-S4D setup (S4D-Lin init, B fixed to 1, ZOH, one kernel per channel,
 causal FFT convolution). Each PLIF group has one learnable time constant
 (`s4jax.spiking.PLIF`); 'stateless' neurons reproduce the authors' code,
-'temporal' ones carry their membrane across STFT frames. Setting
-`spiking=False` replaces every PLIF by GELU: the non-spiking S4 baseline of
-equal size used for the energy comparison.
+'temporal' ones carry their membrane across STFT frames. `neuron=Gelu`
+(config `neuron.spiking=False`, preset `S4Baseline`) replaces every PLIF by
+GELU: the non-spiking S4 baseline of equal size used for the energy
+comparison.
+
+Configuration (`default_config`, `from_config`): `config.model` holds the
+`SpikingS4` attributes, `config.model.neuron` the `spiking.PLIF` ones (plus
+`spiking`) and `config.model.block` the `SpikingS4Block` ones; each is
+declared once, in the module that uses it.
 
 Dense layers are initialised like PyTorch's `nn.Linear` / `nn.Conv1d`
-(weights and biases uniform in `+-1/sqrt(fan_in)`), LayerNorm uses
-`eps=1e-5`, so the thresholds see the activations the reference saw.
+(weights and biases uniform in `+-1/sqrt(fan_in)`, `s4jax.layers.init`),
+LayerNorm uses `eps=1e-5`, so the thresholds see the activations the
+reference saw.
 
 Training contract (used by `s4jax.training`):
   `from_config(model_config) -> SpikingS4`;
@@ -42,8 +49,7 @@ aligned with the offline output.
 
 from __future__ import annotations
 
-import dataclasses
-import math
+import functools
 from typing import Any
 
 import flax
@@ -53,9 +59,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from s4jax import spiking
+from s4jax import models, spiking
 from s4jax.audio import losses, spectral_losses
 from s4jax.audio import stft as stft_lib
+from s4jax.layers import init as init_lib
 from s4jax.layers import s4 as s4_layer
 
 EMISSIONS = ('linear', 'glu')
@@ -64,78 +71,22 @@ DTYPES = ('float32', 'bfloat16', 'float64')
 MSE_TARGETS = ('magnitude', 'mask')
 
 
-def _torch_uniform(fan_in: int):
-  """PyTorch Linear/Conv1d default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-  bound = 1.0 / math.sqrt(fan_in)
-
-  def init(key, shape, dtype=jnp.float32):
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-  return init
-
-
 def _dense(features: int, fan_in: int, dtype: Any, name: str) -> nn.Dense:
-  init = _torch_uniform(fan_in)
+  init = init_lib.torch_uniform(fan_in)
   return nn.Dense(
     features, dtype=dtype, kernel_init=init, bias_init=init, name=name
   )
-
-
-def fft_friendly_length(length: int) -> int:
-  """Smallest `n >= length` whose FFT size `2 n` has no prime factor > 5.
-
-  The S4 convolution runs an FFT of twice the sequence length; 3,751 frames
-  (30 s) give 7,502 = 2 * 11^2 * 31, which is markedly slower than 7,680.
-  Zero-padding the end of a causal convolution's input leaves the first
-  `length` outputs unchanged. `s4jax.ssm.fft_conv` now picks a 5-smooth FFT
-  size itself (`fast_fft_length`), so the padding no longer changes the FFT
-  size and only adds work; it is off by default (`fft_friendly=False`).
-  """
-  n = max(int(length), 1)
-  while True:
-    m = 2 * n
-    for p in (2, 3, 5):
-      while m % p == 0:
-        m //= p
-    if m == 1:
-      return n
-    n += 1
-
-
-@dataclasses.dataclass(frozen=True)
-class NeuronSpec:
-  """Hashable settings of every neuron of the model (see `spiking.PLIF`)."""
-
-  spiking: bool = True
-  mode: str = 'stateless'
-  init_tau: float = 2.0
-  v_th: float = 1.0
-  v_reset: float = 0.0
-  reset: str = 'hard'
-  detach_reset: bool = False
-  surrogate: str = 'sigmoid'
-  alpha: float | None = None
-  unroll: int = 1
-
-  def make(self, name: str, time_axis: int = -2) -> nn.Module:
-    if not self.spiking:
-      return Gelu(name=name)
-    plif = {
-      f.name: getattr(self, f.name)
-      for f in dataclasses.fields(self)
-      if f.name != 'spiking'
-    }
-    return spiking.PLIF(**plif, time_axis=time_axis, name=name)
 
 
 class Gelu(nn.Module):
   """Non-spiking stand-in for `spiking.PLIF` with the same interface.
 
   The 'rate' it reports is the fraction of non-zero outputs (the N-DNS event
-  rate of a dense activation).
+  rate of a dense activation). Elementwise, so `time_axis` does not matter.
   """
 
-  def __call__(self, x):
+  def __call__(self, x, time_axis: int = -2):
+    del time_axis  # Elementwise.
     y = jax.nn.gelu(x, approximate=False)
     return y, jnp.mean((y != 0).astype(jnp.float32))
 
@@ -144,6 +95,28 @@ class Gelu(nn.Module):
 
   def step(self, v, x):
     return jax.nn.gelu(x, approximate=False), v
+
+
+def neuron_from_config(
+  group: Any, where: str = 'config.model.neuron'
+) -> models.ModuleDef:
+  """The neuron constructor for `config.model.neuron`.
+
+  Args:
+    group: `spiking` (default True; False: the GELU baseline, `Gelu`) and
+      any `spiking.PLIF` attribute.
+    where: the group's config path, for messages.
+
+  Returns:
+    `spiking.PLIF` with the settings bound, or `Gelu`.
+
+  Raises:
+    ValueError: for a key that is neither `spiking` nor a PLIF attribute.
+  """
+  values = dict(group.to_dict() if hasattr(group, 'to_dict') else group)
+  is_spiking = values.pop('spiking', True)
+  plif = models.configure(spiking.PLIF, values, where, extra=('spiking',))
+  return plif if is_spiking else Gelu
 
 
 def _s4d_step_real(consts: dict, state: tuple, x: jnp.ndarray):
@@ -174,19 +147,32 @@ class SpikingS4Block(nn.Module):
   Time is the last axis, as in the authors' code and as the FFT of the S4D
   convolution needs it: `S4Layer`'s channels-last transposes then cancel
   against ours instead of becoming strided copies.
+
+  Attributes:
+    d_model: width H (set by `SpikingS4`).
+    neuron: constructor of the two neuron groups (set by `SpikingS4`).
+    dtype: compute dtype of the emission layer (set by `SpikingS4`).
+    d_state: S4D state size N (N/2 conjugate pairs).
+    emission: 'linear' (paper) or 'glu' (competition code).
+    dropout: dropout rate after the second neuron group (whole channels,
+      like PyTorch `Dropout1d`).
+    dt_min, dt_max: S4D step-size initialisation range.
   """
 
-  d_model: int = 256
+  d_model: int
+  neuron: models.ModuleDef
+  dtype: Any
   d_state: int = 64
   emission: str = 'linear'
-  neuron: NeuronSpec = NeuronSpec()
   dropout: float = 0.0
-  dtype: Any = jnp.float32
   dt_min: float = 1e-3
   dt_max: float = 1e-1
-  fft_friendly: bool = False
 
   def setup(self):
+    if self.emission not in EMISSIONS:
+      raise ValueError(
+        f'Unknown emission {self.emission!r}; choose one of {EMISSIONS}.'
+      )
     self.s4 = s4_layer.S4Layer(
       d_state=self.d_state,
       mode='s4d',
@@ -199,11 +185,11 @@ class SpikingS4Block(nn.Module):
       dt_min=self.dt_min,
       dt_max=self.dt_max,
     )
-    self.lif_ssm = self.neuron.make('lif_ssm', time_axis=-1)
+    self.lif_ssm = self.neuron(name='lif_ssm')
     h = self.d_model
     width = 2 * h if self.emission == 'glu' else h
     self.emission_dense = _dense(width, h, self.dtype, 'emission')
-    self.lif_out = self.neuron.make('lif_out', time_axis=-1)
+    self.lif_out = self.neuron(name='lif_out')
     # Whole channels dropped for all frames (PyTorch Dropout1d on (B, H, L)).
     self.drop = nn.Dropout(self.dropout, broadcast_dims=(-1,))
     self.norm = nn.LayerNorm(
@@ -219,19 +205,15 @@ class SpikingS4Block(nn.Module):
 
   def _post(self, x, y, deterministic):
     """Everything after the S4D output; x, y: channels-first (B, H, L)."""
-    s1, rate_ssm = self.lif_ssm(y)
+    s1, rate_ssm = self.lif_ssm(y, time_axis=-1)
     e = jnp.swapaxes(self._emission(jnp.swapaxes(s1, -1, -2)), -1, -2)
-    s2, rate_out = self.lif_out(e)
+    s2, rate_out = self.lif_out(e, time_axis=-1)
     s2 = self.drop(s2, deterministic=deterministic)
     return self.norm(x + s2), rate_ssm, rate_out
 
-  def padded_length(self, length: int) -> int:
-    """Length the S4 convolution runs at (see `fft_friendly_length`)."""
-    return fft_friendly_length(length) if self.fft_friendly else length
-
   def ssm_kernel(self, length: int) -> jnp.ndarray:
-    """The S4D kernel `(1, H, padded_length(length))` for `length` frames."""
-    return self.s4.kernel(self.d_model, self.padded_length(length))
+    """The S4D kernel `(1, H, length)` for `length` frames."""
+    return self.s4.kernel(self.d_model, length)
 
   def __call__(
     self,
@@ -245,16 +227,15 @@ class SpikingS4Block(nn.Module):
     fixed parameters).
     """
     length = x.shape[-1]
-    padded = self.padded_length(length)
-    if kernel is not None and kernel.shape[-1] != padded:
+    if kernel is not None and kernel.shape[-1] != length:
       raise ValueError(
-        f'Precomputed S4 kernel has length {kernel.shape[-1]}; {length} '
-        f'frames need {padded}.'
+        f'Precomputed S4 kernel has length {kernel.shape[-1]}; the input has '
+        f'{length} frames.'
       )
-    u = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, padded - length)])
-    y = self.s4(jnp.swapaxes(u, -1, -2), kernel=kernel)
-    y = jnp.swapaxes(y, -1, -2)[..., :length]
-    x, rate_ssm, rate_out = self._post(x, y, deterministic)
+    y = self.s4(jnp.swapaxes(x, -1, -2), kernel=kernel)
+    x, rate_ssm, rate_out = self._post(
+      x, jnp.swapaxes(y, -1, -2), deterministic
+    )
     return x, {'ssm': rate_ssm, 'out': rate_out}
 
   def init_carry(
@@ -314,30 +295,22 @@ class SpikingS4(nn.Module):
   """Spiking-S4 magnitude-mask enhancer (see the module docstring).
 
   Attributes:
-    n_fft, hop_length, win_length, window: STFT settings.
+    n_fft, hop_length, win_length, window: STFT settings (`win_length` 0 or
+      None: `n_fft`).
     input_offset: subtracted from the magnitude (authors: 0.2).
     d_model: width H.
     n_layers: number of Spiking-S4 blocks.
-    d_state: S4D state size N (N/2 conjugate pairs).
-    emission: 'linear' (paper) or 'glu' (competition code).
-    spiking: False replaces every PLIF by GELU (non-spiking baseline).
-    neuron_mode: 'stateless' (authors' code) or 'temporal'.
-    init_tau, v_th, v_reset, reset, detach_reset: PLIF settings.
-    surrogate: surrogate gradient name (`spiking.SURROGATES`).
-    surrogate_alpha: its sharpness; 0 takes the surrogate's default (sigmoid:
-      4, as spikingjelly).
-    scan_unroll: `lax.scan` unroll of 'temporal' neurons.
     mask: 'relu' (`relu(x + 1)`, unbounded above) or 'sigmoid'
       (`mask_bound * sigmoid(x)`).
     mask_bound: upper bound of the sigmoid mask (2: mask 1 at x = 0).
-    dropout: dropout rate after the second PLIF (whole channels, like
-      PyTorch `Dropout1d`).
-    dt_min, dt_max: S4D step-size initialisation range.
-    dtype: compute dtype of the dense layers ('float32', 'bfloat16';
+    dtype: compute dtype of the dense layers, a name ('float32', 'bfloat16';
       'float64' for numerical checks under x64). S4D, STFT, neurons and
       LayerNorm stay float32 (float64 under 'float64').
-    fft_friendly: zero-pad the S4 convolution to `fft_friendly_length`
-      (off: `fft_conv` chooses a fast FFT size itself).
+    neuron: constructor of every neuron group: `spiking.PLIF` with its
+      settings bound (`models.module_def`), or `Gelu` for the non-spiking
+      baseline of equal size.
+    block: constructor of the layers, `SpikingS4Block` with its settings
+      (S4D state size, emission, dropout, step-size range) bound.
   """
 
   n_fft: int = 512
@@ -347,71 +320,37 @@ class SpikingS4(nn.Module):
   input_offset: float = 0.2
   d_model: int = 256
   n_layers: int = 4
-  d_state: int = 64
-  emission: str = 'linear'
-  spiking: bool = True
-  neuron_mode: str = 'stateless'
-  init_tau: float = 2.0
-  v_th: float = 1.0
-  v_reset: float = 0.0
-  reset: str = 'hard'
-  detach_reset: bool = False
-  surrogate: str = 'sigmoid'
-  surrogate_alpha: float = 0.0
-  scan_unroll: int = 1
   mask: str = 'relu'
   mask_bound: float = 2.0
-  dropout: float = 0.0
-  dt_min: float = 1e-3
-  dt_max: float = 1e-1
   dtype: str = 'float32'
-  fft_friendly: bool = False
+  neuron: models.ModuleDef = models.module_def(spiking.PLIF)
+  block: models.ModuleDef = models.module_def(SpikingS4Block)
 
   def _check(self) -> None:
-    if self.emission not in EMISSIONS:
-      raise ValueError(
-        f'Unknown emission {self.emission!r}; choose one of {EMISSIONS}.'
-      )
     if self.mask not in MASKS:
       raise ValueError(f'Unknown mask {self.mask!r}; choose one of {MASKS}.')
-    if self.dtype not in DTYPES:
-      raise ValueError(f'Unknown dtype {self.dtype!r}; choose one of {DTYPES}.')
-    if (
-      self.dtype == 'float64'
-      and jax.dtypes.canonicalize_dtype(jnp.float64) != jnp.float64
-    ):
-      raise ValueError("dtype='float64' needs jax_enable_x64.")
-    if self.neuron_mode not in spiking.NEURON_MODES:
-      raise ValueError(
-        f'Unknown neuron_mode {self.neuron_mode!r}; choose one of '
-        f'{spiking.NEURON_MODES}.'
-      )
+    models.compute_dtype(self.dtype, DTYPES)
 
   @property
   def n_freq(self) -> int:
     return stft_lib.n_bins(self.n_fft)
 
   @property
-  def neuron(self) -> NeuronSpec:
-    return NeuronSpec(
-      spiking=self.spiking,
-      mode=self.neuron_mode,
-      init_tau=self.init_tau,
-      v_th=self.v_th,
-      v_reset=self.v_reset,
-      reset=self.reset,
-      detach_reset=self.detach_reset,
-      surrogate=self.surrogate,
-      alpha=self.surrogate_alpha or None,
-      unroll=self.scan_unroll,
-    )
+  def is_spiking(self) -> bool:
+    """False for the GELU baseline."""
+    return models.module_class(self.neuron) is not Gelu
+
+  @property
+  def block_settings(self) -> dict[str, Any]:
+    """The layers' `SpikingS4Block` settings (those this module sets aside)."""
+    return models.settings_of(self.block)
 
   @property
   def stft_kwargs(self) -> dict[str, Any]:
     return dict(
       n_fft=self.n_fft,
       hop_length=self.hop_length,
-      win_length=self.win_length,
+      win_length=self.win_length or None,
       window=self.window,
     )
 
@@ -421,30 +360,24 @@ class SpikingS4(nn.Module):
 
   @property
   def compute_dtype(self):
-    return jnp.dtype(self.dtype)
+    return models.compute_dtype(self.dtype, DTYPES)
 
   @property
   def float_dtype(self):
     """Dtype of the signal path (STFT, SSM, neurons, LayerNorm)."""
-    return jnp.float64 if self.dtype == 'float64' else jnp.float32
+    return jnp.float64 if self.compute_dtype == jnp.float64 else jnp.float32
 
   def setup(self):
     self._check()
     self.encoder = _dense(
       self.d_model, self.n_freq, self.compute_dtype, 'encoder'
     )
-    self.lif_in = self.neuron.make('lif_in')
+    self.lif_in = self.neuron(name='lif_in')
     self.blocks = [
-      SpikingS4Block(
+      self.block(
         d_model=self.d_model,
-        d_state=self.d_state,
-        emission=self.emission,
         neuron=self.neuron,
-        dropout=self.dropout,
         dtype=self.compute_dtype,
-        dt_min=self.dt_min,
-        dt_max=self.dt_max,
-        fft_friendly=self.fft_friendly,
         name=f'layer{i}',
       )
       for i in range(self.n_layers)
@@ -560,25 +493,34 @@ class SpikingS4(nn.Module):
 
 
 def from_config(model_config: ml_collections.ConfigDict | dict) -> SpikingS4:
-  """Builds `SpikingS4` from `config.model` (the `name` field is ignored).
+  """Builds `SpikingS4` from `config.model` (see `default_config`).
 
   Raises:
-    ValueError: for a key that is not a `SpikingS4` field.
+    ValueError: for a key that is not a setting (named, with the known ones).
   """
-  cfg = dict(
-    model_config.to_dict() if hasattr(model_config, 'to_dict') else model_config
+  return models.build(
+    SpikingS4, model_config, children={'neuron': neuron_from_config}
   )
-  cfg.pop('name', None)
-  known = {f.name for f in dataclasses.fields(SpikingS4)} - {'parent', 'name'}
-  unknown = sorted(set(cfg) - known)
-  if unknown:
-    raise ValueError(
-      f'Unknown Spiking-S4 model config keys {unknown}; known keys: '
-      f'{sorted(known)}.'
-    )
-  if cfg.get('win_length') in (0, ''):
-    cfg['win_length'] = None
-  return SpikingS4(**cfg)
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """`config.model` of Spiking-S4 with every setting at its module default.
+
+  Top level: the `SpikingS4` attributes; `neuron`: `spiking` (False: the
+  GELU baseline) and the `spiking.PLIF` attributes; `block`: the
+  `SpikingS4Block` settings. Overrides such as
+  `--config.model.neuron.v_th=0.5` are type-checked against these values.
+  """
+  config = models.settings_tree(SpikingS4)
+  config['neuron'] = {'spiking': True, **config['neuron']}
+  return ml_collections.ConfigDict({'name': 'spiking_s4', **config})
+
+
+# Presets (`functools.partial`, flax-imagenet style).
+SpikingS4Glu = functools.partial(  # The N-DNS competition entry, 793,610.
+  SpikingS4, block=models.module_def(SpikingS4Block, emission='glu')
+)
+S4Baseline = functools.partial(SpikingS4, neuron=Gelu)  # No spikes.
 
 
 def _as_model(model_or_config) -> SpikingS4:

@@ -4,7 +4,7 @@ Every function here is a plain JAX function with shape-annotated docstrings,
 usable from Linen, NNX, Equinox or bare JAX under `jit`, `vmap` and `grad`.
 """
 
-from s4jax.ssm.discretize import discretize_diag as discretize_diag_matrices
+from s4jax.ssm.discretize import discretize_diag, log_abar_diag
 from s4jax.ssm.init import (
   DIAGONAL_INITS,
   hippo_legs,
@@ -22,7 +22,7 @@ from s4jax.ssm.kernels import (
 from s4jax.ssm.recurrence import (
   DPLRSSM,
   DiagSSM,
-  discretize_diag,
+  diag_ssm,
   discretize_dplr,
   forward,
   init_state,
@@ -34,8 +34,8 @@ __all__ = [
   'DPLRSSM',
   'DiagSSM',
   'cauchy_kernel',
+  'diag_ssm',
   'discretize_diag',
-  'discretize_diag_matrices',
   'discretize_dplr',
   'dplr_c_from_tilde',
   'dplr_c_tilde',
@@ -44,6 +44,7 @@ __all__ = [
   'hippo_legs',
   'hippo_legs_nplr',
   'init_state',
+  'log_abar_diag',
   'log_dt_uniform',
   's4d_init',
   'step',

@@ -11,7 +11,7 @@ products with `P` are `P^* x_full = 2 Re(sum_n conj(P_n) x_n)`.
 
 Usage::
 
-  ssm = discretize_dplr(lam, p, b, c, dt)       # or discretize_diag(...)
+  ssm = discretize_dplr(lam, p, b, c, dt)       # or diag_ssm(a, b, c, dt)
   state = init_state((batch,), ssm)
   y_t, state = step(ssm, state, u_t)            # u_t: (batch, H)
   y, state = forward(ssm, u_chunk, state)       # u_chunk: (batch, T, H)
@@ -48,14 +48,19 @@ class DPLRSSM(NamedTuple):
   m_inv: jnp.ndarray  # real (H, R, R): (2/dt I + P^* D^-1 P)^-1
 
 
-def discretize_diag(
+def diag_ssm(
   a: jnp.ndarray,
   b: jnp.ndarray,
   c: jnp.ndarray,
   dt: jnp.ndarray,
   discretization: str = 'zoh',
 ) -> DiagSSM:
-  """Discretises a diagonal SSM; shapes as in `vandermonde_kernel`."""
+  """A diagonal SSM in streaming form, `DiagSSM`.
+
+  `discretize.discretize_diag` gives `(Abar, Bbar)`; this adds `log Abar`
+  (for chunked evaluation) and the output vector `C`. Shapes as in
+  `kernels.vandermonde_kernel`.
+  """
   abar, bbar = discretize.discretize_diag(a, b, dt, discretization)
   log_abar = discretize.log_abar_diag(a, dt, discretization)
   return DiagSSM(log_abar, abar, bbar, c)

@@ -37,7 +37,7 @@ def test_macs_per_30s_clip_match_the_paper():
 
 
 def test_glu_and_kernel_einsum_counts():
-  glu = energy.count_macs(ss4.SpikingS4(emission='glu'))['per_clip']
+  glu = energy.count_macs(ss4.SpikingS4Glu())['per_clip']
   assert abs(glu - 2.479e9) / 2.479e9 < 0.005, f'GLU: {glu:.4e}, fvcore 2.479e9'
   with_kernel = energy.count_macs(ss4.SpikingS4(), include_kernel=True)
   rel = abs(with_kernel['per_clip'] - 1.619e9) / 1.619e9
@@ -46,7 +46,7 @@ def test_glu_and_kernel_einsum_counts():
 
 @pytest.mark.parametrize('emission', ['linear', 'glu'])
 def test_traced_count_equals_analytic_count(emission):
-  model = ss4.SpikingS4(emission=emission)
+  model = ss4.from_config({'block': {'emission': emission}})
   shapes = jax.eval_shape(
     lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 16000)))
   )
@@ -65,7 +65,7 @@ def test_energy_45nm_by_hand():
   assert got['mac_ops'] == dense
   assert got['ac_ops'] == pytest.approx(ac)
   assert got['energy_j'] == pytest.approx(want, rel=1e-12)
-  baseline = energy.energy_45nm(ss4.SpikingS4(spiking=False), RATES)
+  baseline = energy.energy_45nm(ss4.S4Baseline(), RATES)
   assert baseline['energy_j'] == pytest.approx(4.6e-12 * 1_496_078_848)
   assert baseline['ac_ops'] == 0
   assert got['energy_j'] < baseline['energy_j']
@@ -87,7 +87,7 @@ def test_ndns_power_proxy_by_hand():
 
 
 def test_report_uses_the_model_firing_rates():
-  model = ss4.SpikingS4(d_model=16, n_layers=1, d_state=8)
+  model = ss4.from_config(dict(d_model=16, n_layers=1, block=dict(d_state=8)))
   x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 4000)), jnp.float32)
   variables = model.init(jax.random.PRNGKey(0), x)
   rates = model.apply(variables, x)['firing_rates']

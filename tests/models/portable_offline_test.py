@@ -203,13 +203,13 @@ def _check_exports(files, x, want, in_name, out_name, what):
     _check(got, want, TOL, f'{what} {fmt}')
 
 
-SMALL_SPIKING = dict(d_model=32, d_state=8, n_layers=2)
+SMALL_SPIKING = dict(d_model=32, n_layers=2, block=dict(d_state=8))
 SPIKING_SAMPLES = 8000  # 0.5 s at 16 kHz.
 
 
 @pytest.fixture(scope='module')
 def small_spiking():
-  model = spiking_s4.SpikingS4(**SMALL_SPIKING)
+  model = spiking_s4.from_config(SMALL_SPIKING)
   x = _signal(1, SPIKING_SAMPLES)
   variables = jax.jit(model.init)(jax.random.PRNGKey(0), x)
   want = jax.jit(lambda x: model.apply(variables, x)['estimate'])(x)
@@ -241,14 +241,16 @@ def test_offline_spiking_s4_exports(small_spiking):
 # Diagonal S4 keeps the default run short: folding the DPLR (Cauchy) kernel
 # eagerly costs many small compilations; S4M-tiny below checks it.
 SMALL_S4M = dict(
-  bottleneck=8, hidden=16, num_blocks=2, depth=3, d_state=4, ssm='s4d'
+  bottleneck=8,
+  num_blocks=2,
+  block=dict(hidden=16, depth=3, d_state=4, ssm='s4d'),
 )
 S4M_SAMPLES = 2000  # 0.25 s at 8 kHz.
 
 
 @pytest.fixture(scope='module')
 def small_s4m():
-  model = s4m.S4M(**SMALL_S4M)
+  model = s4m.from_config(SMALL_S4M)
   x = _signal(1, S4M_SAMPLES, rate=8000)
   variables = jax.jit(model.init)(jax.random.PRNGKey(0), x)
   want = jax.jit(lambda x: model.apply(variables, x)['estimates'])(x)

@@ -47,9 +47,10 @@ def test_start_indices_rebuild_the_reflect_padded_frames(n_fft, hop):
 
 
 def _model(**kw):
-  cfg = dict(d_model=32, d_state=8, n_layers=2, neuron_mode='temporal')
+  cfg = dict(d_model=32, n_layers=2, block=dict(d_state=8))
+  cfg['neuron'] = dict(mode='temporal')
   cfg.update(kw)
-  return spiking_s4.SpikingS4(**cfg)
+  return spiking_s4.from_config(cfg)
 
 
 @pytest.mark.parametrize(
@@ -58,7 +59,7 @@ def _model(**kw):
     {},
     {'window': 'hann'},
     {'n_fft': 256, 'hop_length': 64},
-    {'spiking': False},
+    {'neuron': {'spiking': False}},
   ],
   ids=['rect', 'hann', 'n_fft256', 'gelu'],
 )

@@ -12,16 +12,27 @@ import pytest
 
 from configs import s4m as s4m_config
 from configs import s4m_tiny
+from s4jax import models
 from s4jax.layers import s4 as s4_layer
 from s4jax.models import s4m
 from s4jax.models import s4m_blocks as blocks
 
 SMALL = dict(
-  bottleneck=8, hidden=16, num_blocks=2, depth=3, d_state=4, remat=False
+  bottleneck=8,
+  num_blocks=2,
+  remat=False,
+  block=dict(hidden=16, depth=3, d_state=4),
 )
 # S4 residual block of the release: S4(512, d_state=16, bidirectional) with
 # its GLU projection (567,296) plus the pre-norm LayerNorm (1,024).
 S4_RESIDUAL_PARAMS = 568_320
+
+
+def _s4m(block=None, **top):
+  """S4M from `SMALL` (a nested `config.model`) with overrides."""
+  return s4m.from_config(
+    {**SMALL, **top, 'block': {**SMALL['block'], **(block or {})}}
+  )
 
 
 def _count(model, samples=800):
@@ -49,18 +60,22 @@ def test_full_s4m_adds_three_s4_blocks():
   assert full == tiny + 3 * S4_RESIDUAL_PARAMS, (
     f'expected tiny {tiny:,} + 3 x {S4_RESIDUAL_PARAMS:,}, got {full:,}'
   )
+  # The recipes are the module defaults and the presets.
+  assert s4m.from_config(s4m_tiny.get_config().model) == s4m.S4MTiny()
+  assert s4m.from_config(s4m_config.get_config().model) == s4m.S4MFull()
+  assert s4m.from_config(s4m.default_config()) == s4m.S4M()
 
 
 def test_s4d_and_identity_variants_change_only_the_ssm():
-  base = _count(s4m.S4M(**SMALL))
-  ident = _count(s4m.S4M(ssm='identity', **SMALL))
-  h, n2 = SMALL['hidden'], SMALL['d_state'] // 2
+  base = _count(_s4m())
+  ident = _count(_s4m(block={'ssm': 'identity'}))
+  h, n2 = SMALL['block']['hidden'], SMALL['block']['d_state'] // 2
   # Identity drops LayerNorm (2h), S4 (dt, A re/im, B, P, C x2 dirs, D) and
   # the GLU dense (h x 2h + 2h).
   s4_block = 2 * h + h + 2 * h * n2 + 2 * h * n2 + 2 * h * n2 + 4 * h * n2
   s4_block += h + h * 2 * h + 2 * h
   assert base - ident == s4_block, f'{base - ident} != {s4_block}'
-  s4d = _count(s4m.S4M(ssm='s4d', **SMALL))
+  s4d = _count(_s4m(block={'ssm': 's4d'}))
   assert base - s4d == 2 * h * n2, f'S4D should lack only P: {base - s4d}'
 
 
@@ -251,7 +266,7 @@ def _forward(model, v, x):
 
 @pytest.fixture(scope='module')
 def small():
-  model = s4m.S4M(**SMALL)
+  model = _s4m()
   x = jnp.asarray(
     np.random.default_rng(5).standard_normal((2, 161)), jnp.float32
   )
@@ -263,11 +278,7 @@ def small():
   [(8000, 4, (1, 7, 333, 1001)), (16000, 21, (335, 999))],
 )
 def test_output_has_the_input_length(sample_rate, window_ms, lengths):
-  model = s4m.S4M(
-    sample_rate=sample_rate,
-    enc_kernel_ms=window_ms,
-    **{**SMALL, 'num_blocks': 1},
-  )
+  model = _s4m(sample_rate=sample_rate, enc_kernel_ms=window_ms, num_blocks=1)
   v = jax.eval_shape(
     lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 64)))
   )
@@ -303,11 +314,9 @@ def test_kernel_is_computed_once_per_forward():
     return next_fun(*args, **kwargs)
 
   x = jnp.zeros((1, 200))
-  depth = SMALL['depth']
+  depth = SMALL['block']['depth']
   for recon, expected in ((False, 1), (True, depth)):  # 1 global + depth - 1
-    model = s4m.S4M(
-      **{**SMALL, 'num_blocks': 5, 'scan': False}, reconstruction_s4=recon
-    )
+    model = _s4m(num_blocks=5, scan=False, block={'reconstruction_s4': recon})
     v = jax.eval_shape(lambda m=model: m.init(jax.random.PRNGKey(0), x))
     calls.clear()
     with nn.intercept_methods(count):
@@ -334,8 +343,9 @@ def _loss_and_grads(model, batch):
 @pytest.mark.parametrize('ssm', ['s4', 's4d'])
 def test_forward_and_gradient_under_jit(ssm):
   # Production settings (scan + remat) with S4 blocks in the top-down path.
-  small = {**SMALL, 'depth': 2, 'remat': True}
-  model = s4m.S4M(ssm=ssm, reconstruction_s4=True, **small)
+  model = _s4m(
+    remat=True, block={'depth': 2, 'ssm': ssm, 'reconstruction_s4': True}
+  )
   rng = np.random.default_rng(6)
   src = jnp.asarray(rng.standard_normal((2, 2, 160)), jnp.float32)
   batch = {'mixture': src.sum(1), 'sources': src}
@@ -355,8 +365,7 @@ def test_forward_and_gradient_under_jit(ssm):
 
 @pytest.mark.slow
 def test_scan_and_remat_give_the_same_gradients():
-  small = {**SMALL, 'depth': 2, 'remat': True}
-  model = s4m.S4M(reconstruction_s4=True, **small)
+  model = _s4m(remat=True, block={'depth': 2, 'reconstruction_s4': True})
   rng = np.random.default_rng(6)
   src = jnp.asarray(rng.standard_normal((2, 2, 160)), jnp.float32)
   batch = {'mixture': src.sum(1), 'sources': src}
@@ -372,7 +381,8 @@ def test_scan_and_remat_give_the_same_gradients():
 def test_topdown_quirk_is_a_switch(small):
   model, v, x = small
   quirk = _forward(model, v, x)
-  fixed = _forward(model.clone(topdown_quirk=False), v, x)
+  fixed = model.clone(block=models.module_def(model.block, topdown_quirk=False))
+  fixed = _forward(fixed, v, x)
   assert float(jnp.max(jnp.abs(quirk - fixed))) > 1e-4, (
     'quirk flag has no effect'
   )
@@ -384,7 +394,7 @@ def test_topdown_quirk_is_a_switch(small):
 
 def test_bfloat16_compute_returns_float32(small):
   model, v, x = small
-  out = _forward(model.clone(dtype=jnp.bfloat16), v, x)
+  out = _forward(model.clone(dtype='bfloat16'), v, x)
   ref = _forward(model, v, x)
   assert out.dtype == jnp.float32, out.dtype
   rel = float(jnp.linalg.norm(out - ref) / jnp.linalg.norm(ref))
@@ -398,10 +408,21 @@ def test_bad_inputs_and_configs_give_clear_errors(small):
   with pytest.raises(ValueError, match='empty mixture'):
     model.apply(v, jnp.zeros((1, 0)))
   cfg = ml_collections.ConfigDict(dict(name='s4m', hiden=5))
-  with pytest.raises(ValueError, match='Unknown S4M config fields'):
+  with pytest.raises(ValueError, match=r'config\.model\.hiden.*bottleneck'):
     s4m.from_config(cfg)
-  with pytest.raises(ValueError, match='ssm'):
-    s4m.from_config(ml_collections.ConfigDict(dict(name='s4m', ssm='lru')))
+  cfg = ml_collections.ConfigDict(dict(name='s4m', block=dict(hiden=5)))
+  with pytest.raises(ValueError, match=r'config\.model\.block\.hiden.*hidden'):
+    s4m.from_config(cfg)
+  with pytest.raises(ValueError, match='block.ssm'):
+    s4m.from_config(dict(name='s4m', block=dict(ssm='lru')))
+  # The flat layout of older versions: the error points to the upgrade.
+  with pytest.raises(ValueError, match='upgrade_model_config'):
+    s4m.from_config(dict(name='s4m', ssm='s4d'))
+  with pytest.raises(ValueError, match='dtype'):
+    s4m.from_config(dict(name='s4m', dtype='float16'))
+  # Keys the model sets itself are not settings of the block.
+  with pytest.raises(ValueError, match=r'config\.model\.block\.bottleneck'):
+    s4m.from_config(dict(name='s4m', block=dict(bottleneck=8)))
   with pytest.raises(ValueError, match='samples'):
     s4m.encoder_window(0.2, 8000)
 

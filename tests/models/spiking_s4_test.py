@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from configs import spiking_s4_ndns, spiking_s4_vbd
-from s4jax import models
+from s4jax import models, spiking
 from s4jax.models import spiking_s4 as ss4
 
 SR = 16000
@@ -23,13 +23,18 @@ def _count(model, samples=SR):
   'emission,want', [('linear', 530_442), ('glu', 793_610)]
 )
 def test_published_parameter_counts(emission, want):
-  got = _count(ss4.SpikingS4(emission=emission))
+  block = models.module_def(ss4.SpikingS4Block, emission=emission)
+  got = _count(ss4.SpikingS4(block=block))
   assert got == want, f'{emission}: {got:,} parameters, expected {want:,}'
+  preset = ss4.SpikingS4Glu() if emission == 'glu' else ss4.SpikingS4()
+  assert _count(preset) == want
 
 
 def test_non_spiking_baseline_differs_only_by_the_plif_constants():
-  got = _count(ss4.SpikingS4(spiking=False))
+  got = _count(ss4.S4Baseline())
   assert got == 530_442 - 9, f'{got:,}: expected 530,442 minus 9 PLIF w'
+  model = ss4.from_config({'neuron': {'spiking': False}})
+  assert model == ss4.S4Baseline() and not model.is_spiking
 
 
 def test_registry_and_configs_build_the_model():
@@ -53,14 +58,59 @@ def test_registry_and_configs_build_the_model():
 def test_from_config_rejects_unknown_keys():
   config = spiking_s4_ndns.get_config().model
   config.d_modle = 3
-  with pytest.raises(ValueError, match='d_modle'):
+  with pytest.raises(ValueError, match=r'config\.model\.d_modle.*d_model'):
     ss4.from_config(config)
+  for group, key in (('neuron', 'vth'), ('block', 'd_stat')):
+    config = spiking_s4_ndns.get_config().model
+    config[group][key] = 1
+    with pytest.raises(ValueError, match=rf'config\.model\.{group}\.{key}'):
+      ss4.from_config(config)
+  # Attributes the model sets itself are not settings.
+  for group, key in (('block', 'd_model'), ('neuron', 'name')):
+    with pytest.raises(ValueError, match=rf'config\.model\.{group}\.{key}'):
+      ss4.from_config({group: {key: 1}})
+  # A flat config.model of an older version: the error names the upgrade.
+  with pytest.raises(ValueError, match='upgrade_model_config'):
+    ss4.from_config({'name': 'spiking_s4', 'neuron_mode': 'temporal'})
 
 
-def _small(**kw):
-  base = dict(d_model=16, n_layers=2, d_state=8)
-  base.update(kw)
-  return ss4.SpikingS4(**base)
+def test_config_groups_reach_the_modules():
+  config = spiking_s4_ndns.get_config().model
+  config.neuron.mode = 'temporal'
+  config.neuron.v_th = 0.5
+  config.neuron.alpha = 2.0
+  config.block.d_state = 8
+  config.block.emission = 'glu'
+  model = ss4.from_config(config)
+  plif = models.settings_of(model.neuron)
+  assert models.module_class(model.neuron) is spiking.PLIF
+  assert (plif['mode'], plif['v_th'], plif['alpha']) == ('temporal', 0.5, 2.0)
+  assert model.block_settings['d_state'] == 8
+  assert model.block_settings['emission'] == 'glu'
+  assert model.win_length == 512 and model.is_spiking
+  assert ss4.from_config(config) == model, 'equal configs, equal models'
+  assert hash(ss4.from_config(config)) == hash(model)
+
+
+def test_default_config_is_the_module_defaults():
+  config = ss4.default_config()
+  assert ss4.from_config(config) == ss4.from_config({})
+  assert set(config.neuron) == {'spiking'} | (
+    set(models.settings_of(spiking.PLIF))
+  )
+  assert _count(ss4.from_config(config)) == 530_442
+
+
+BLOCK_KEYS = ('d_state', 'emission', 'dropout', 'dt_min', 'dt_max')
+
+
+def _small(spiking=True, **kw):
+  """A small model; `kw` are `SpikingS4` or `SpikingS4Block` settings."""
+  config = dict(d_model=16, n_layers=2, neuron=dict(spiking=spiking))
+  config['block'] = dict(d_state=8)
+  for key, value in kw.items():
+    (config['block'] if key in BLOCK_KEYS else config)[key] = value
+  return ss4.from_config(config)
 
 
 def _noise(shape, seed=0, scale=0.3, dtype=jnp.float32):
@@ -120,24 +170,6 @@ def test_sigmoid_mask_is_bounded():
   variables = model.init(jax.random.PRNGKey(0), x)
   mask = np.asarray(model.apply(variables, x)['mask'])
   assert mask.min() >= 0 and mask.max() <= 2.0
-
-
-def test_fft_friendly_padding_keeps_the_output():
-  """Non-spiking model (no thresholds to flip): padded conv == plain conv."""
-  x = _noise((1, 128 * 40))
-  a = _small(spiking=False, fft_friendly=True)
-  b = _small(spiking=False, fft_friendly=False)
-  variables = a.init(jax.random.PRNGKey(0), x)
-  err = np.max(
-    np.abs(
-      np.asarray(a.apply(variables, x)['estimate'])
-      - np.asarray(b.apply(variables, x)['estimate'])
-    )
-  )
-  assert err < 1e-5, f'padded vs unpadded S4 convolution: {err:.2e}'
-  assert ss4.fft_friendly_length(3751) == 3840
-  assert ss4.fft_friendly_length(501) == 512
-  assert ss4.fft_friendly_length(3750) == 3750
 
 
 def test_cached_kernels_give_the_same_output():
@@ -221,6 +253,8 @@ def test_bad_inputs_raise_clear_errors():
     model.apply(variables, jnp.zeros(4000))
   with pytest.raises(ValueError, match='emission'):
     _small(emission='conv').init(jax.random.PRNGKey(0), jnp.zeros((1, 4000)))
+  with pytest.raises(ValueError, match='dtype'):
+    _small(dtype='float16').init(jax.random.PRNGKey(0), jnp.zeros((1, 4000)))
   with pytest.raises(ValueError, match='multiple of 128'):
     ss4.enhance_streaming(variables, model, jnp.zeros((1, 1000)))
   with pytest.raises(ValueError, match='NaN'):
@@ -264,7 +298,8 @@ def test_streaming_equals_offline_10s_float64(mode):
   float64 the two paths agree to rounding, which is what is asserted.
   """
   with jax.enable_x64(True):
-    model = ss4.SpikingS4(neuron_mode=mode, dtype='float64')
+    neuron = models.module_def(spiking.PLIF, mode=mode)
+    model = ss4.SpikingS4(neuron=neuron, dtype='float64')
     x = _noise((1, SR * 10), 3, 0.3, jnp.float64)
     variables = model.init(jax.random.PRNGKey(1), x[:, :SR])
     variables = jax.tree.map(lambda a: a.astype(jnp.float64), variables)

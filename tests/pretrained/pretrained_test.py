@@ -14,6 +14,7 @@ from harness import inference, trainer
 from pretrained import export, hub
 from s4jax.training import tasks, testing
 from tests.launch import cli
+from tests.models import config_test
 from tests.training import toy_config
 
 NAME = 'toy_se'
@@ -225,6 +226,25 @@ def test_params_of_another_model_say_what_differs(exported, tmp_path):
     f.write('{"task": ')
   with pytest.raises(hub.PretrainedError, match=f'{path} is not valid JSON'):
     hub.from_pretrained(NAME, root=root)
+
+
+def test_flat_config_of_an_older_version_loads_the_same_model(tmp_path):
+  """The shipped Spiking-S4 with its config.json as older versions wrote it."""
+  folder = tmp_path / 'old_spiking_s4'
+  shutil.copytree(hub.model_dir('spiking_s4'), folder)
+  path = folder / 'config.json'
+  config = json.loads(path.read_text())
+  config['model'] = config_test.FLAT_SPIKING_S4
+  path.write_text(json.dumps(config))
+  old = hub.from_pretrained('old_spiking_s4', root=str(tmp_path))
+  new = hub.from_pretrained('spiking_s4')
+  assert old.config.model.to_dict() == new.config.model.to_dict()
+  x = np.random.default_rng(2).standard_normal(4000).astype(np.float32) * 0.1
+  np.testing.assert_array_equal(old(x), new(x))
+  config['model'] = {**config_test.FLAT_SPIKING_S4, 'neuron': {'v_th': 2.0}}
+  path.write_text(json.dumps(config))
+  with pytest.raises(hub.PretrainedError, match=f'{path}: .*v_th'):
+    hub.from_pretrained('old_spiking_s4', root=str(tmp_path))
 
 
 def test_hand_written_separation_folder_loads(tmp_path):

@@ -32,7 +32,7 @@ def _system(family, h=4, n=64, seed=0):
   a = jnp.tile(jnp.asarray(a, jnp.complex64), (h, 1))
   b = jnp.tile(jnp.asarray(b, jnp.complex64), (h, 1))
   return (
-    recurrence.discretize_diag(a, b, c, dt),
+    recurrence.diag_ssm(a, b, c, dt),
     lambda length: ssm.vandermonde_kernel(a, b, c, dt, length),
   )
 
@@ -86,7 +86,7 @@ def test_diag_chunk_forward_matches_reference_recurrence_x64():
     x = abar * x + bbar * u[:, t, :, None]
     ys.append(2 * np.sum(c * x, -1).real)
   with jax.enable_x64(True):
-    system = recurrence.discretize_diag(*map(jnp.asarray, (a, b, c, dt)))
+    system = recurrence.diag_ssm(*map(jnp.asarray, (a, b, c, dt)))
     y, state = recurrence.forward(system, jnp.asarray(u), jnp.asarray(x0))
   np.testing.assert_allclose(y, np.stack(ys, 1), rtol=1e-9, atol=1e-9)
   np.testing.assert_allclose(state, x, rtol=1e-9, atol=1e-9)
