@@ -12,8 +12,8 @@
 
 Concatenated, the stream's outputs and the flushed tail are the model's
 output on the input stream delayed by `latency - hop_length` samples: the
-first sample of an output hop leaves `latency` samples after the input
-sample it belongs to arrived.
+output for input sample `t` has been returned once sample `t + latency - 1`
+has arrived.
 
 Implementations, each built from `(model_config, params)`:
 
@@ -84,10 +84,10 @@ class SpeechModel(Protocol):
     sample_rate: Hz of every signal in and out.
     num_outputs: 1 for enhancement, the number of sources S for separation.
     hop_length: samples per `stream_step` (from the model config).
-    latency: samples from an input sample to the first output sample that
-      depends on it having left `stream_step`; None when the model does not
-      stream. The stream is the offline output delayed by
-      `latency - hop_length` samples.
+    latency: algorithmic latency in samples: the stream returns the output
+      for input sample `t` once sample `t + latency - 1` has arrived (at
+      the latest); None when the model does not stream. The stream's
+      outputs are the offline output delayed by `latency - hop_length`.
   """
 
   sample_rate: int
