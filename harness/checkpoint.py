@@ -23,6 +23,7 @@ from etils import epath
 from orbax.checkpoint import checkpoint_managers
 
 from harness import errors, evaluation
+from s4jax import models
 from s4jax.training import sharding as sharding_lib
 from s4jax.training import state as state_lib
 from s4jax.training import tasks as tasks_lib
@@ -217,12 +218,24 @@ def restore_or_init(
   return state
 
 
+def saved_config(config: dict[str, Any]) -> ml_collections.ConfigDict:
+  """A config read back from a run (checkpoint metadata or `config.json`).
+
+  Runs written before the model settings were nested (`config.model.neuron.*`,
+  `config.model.block.*`) have a flat `config.model`; it is upgraded with
+  `s4jax.models.upgrade_model_config`, so old runs load, evaluate and resume.
+  """
+  config = dict(config)
+  if isinstance(config.get('model'), dict):
+    config['model'] = models.upgrade_model_config(config['model'])
+  return ml_collections.ConfigDict(config)
+
+
 def load_config_from_checkpoint(
   checkpointer: Checkpointer, step: int
 ) -> ml_collections.ConfigDict:
-  """The config saved with a checkpoint."""
-  meta = checkpointer.restore_meta(step)
-  return ml_collections.ConfigDict(meta['config'])
+  """The config saved with a checkpoint (upgraded by `saved_config`)."""
+  return saved_config(checkpointer.restore_meta(step)['config'])
 
 
 def resolve_step(

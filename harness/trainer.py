@@ -161,7 +161,7 @@ def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     return
   path = epath.Path(workdir) / 'config.json'
   if path.exists():
-    old = json.loads(path.read_text())
+    old = ckpt_lib.saved_config(json.loads(path.read_text())).to_dict()
     new = _meta(config)['config']
     changed = sorted(_diff_keys(old, new))
     if changed:

@@ -63,8 +63,10 @@ def saved_config(workdir: str) -> ml_collections.ConfigDict:
       f'{path} does not exist: --workdir is not a training run, or pass '
       '--config explicitly.'
     )
+  from harness import checkpoint  # pylint: disable=g-import-not-at-top
+
   with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+    return checkpoint.saved_config(json.load(f))
 
 
 def main(argv):

@@ -183,3 +183,15 @@ def test_restore_or_init_is_fresh_without_checkpoints_then_restores(tmp_path):
   )
   assert loaded.model.hidden == config.model.hidden == 16, loaded.model
   ckpt.close()
+
+
+def test_saved_config_upgrades_a_flat_model_config_of_an_older_run():
+  old = {
+    'task': 'enhancement',
+    'model': {'name': 'spiking_s4', 'neuron_mode': 'temporal', 'd_state': 32},
+  }
+  config = checkpoint.saved_config(old)
+  got = (config.model.neuron.mode, config.model.block.d_state)
+  assert got == ('temporal', 32), f'expected (temporal, 32), got {got}'
+  assert 'neuron_mode' not in config.model, config.model
+  assert old['model']['neuron_mode'] == 'temporal', 'input must not change'
