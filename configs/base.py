@@ -164,7 +164,6 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.data.data_dir = ''  # tensorflow-datasets cache ('' = default)
   config.data.synthetic_train_seconds = 1200.0  # built-in set sizes
   config.data.synthetic_eval_seconds = 120.0
-  config.data.shuffle_buffer = 256
   config.data.deterministic = True
   config.data.train_split = 'train'  # librimix also has 'train360'
   config.data.eval_segment_seconds = 0.0  # 0 = whole clips, padded

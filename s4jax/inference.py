@@ -672,13 +672,9 @@ def iter_stream(
 ) -> Iterator[Piece]:
   """The streaming mode fed `chunk` samples at a time, re-aligned.
 
-  Args:
-    model: a model that streams.
-    read: as in `iter_chunks`.
-    num_samples: input length; the stream runs on whole chunks (zeros after
-      the end).
-    chunk: samples read at a time, a multiple of `model.hop_length`.
-    margin: samples of output kept beyond each end of a piece.
+  Arguments as in `iter_chunks`, for a `model` that streams; `chunk` (a
+  multiple of `model.hop_length`) is the samples read at a time, and the
+  stream runs on whole chunks (zeros after `num_samples`).
 
   Yields:
     `Piece`s of `chunk` samples starting at 0, `chunk`, ...: the model's

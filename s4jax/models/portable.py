@@ -397,15 +397,7 @@ def real_stft(
 
   The centred reflect padding is two gathers with constant indices, the
   framing a reshape into hops, and the windowed rfft a product with
-  `analysis_matrices`.
-
-  Args:
-    x: real `(..., L)` signal.
-    n_fft: FFT size (frame length).
-    hop_length: hop between frames.
-    win_length: window length (None: n_fft).
-    window: 'rect' or 'hann' (`stft.window_array`).
-    center: reflect-pad `n_fft // 2` samples on both sides first.
+  `analysis_matrices`. Arguments as `stft.stft`'s.
 
   Returns:
     `(re, im)`, each real `(..., T, n_fft // 2 + 1)` with
@@ -444,13 +436,12 @@ def real_istft(
   Args:
     re: real `(..., T, n_fft // 2 + 1)`, real part of the spectrogram.
     im: its imaginary part, like `re`.
-    n_fft: FFT size, as given to `stft` (even).
-    hop_length: hop, as given to `stft`.
-    win_length: window length, as given to `stft`.
-    window: window name, as given to `stft`.
-    center: whether `stft` padded the signal.
-    length: output length; None gives `(T - 1) * hop_length` (centred). A
-      longer length is zero-padded, a shorter one truncated.
+    n_fft: even FFT size; it and the other settings as given to `stft`.
+    hop_length: see `stft.istft`.
+    win_length: see `stft.istft`.
+    window: see `stft.istft`.
+    center: see `stft.istft`.
+    length: see `stft.istft`.
 
   Returns:
     Real `(..., length)`, dtype of `re`.
