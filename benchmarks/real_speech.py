@@ -96,7 +96,7 @@ def _load_model(spec: str):
   from harness import inference  # pylint: disable=g-import-not-at-top
 
   is_checkpoint = os.path.basename(os.path.normpath(spec)).isdigit()
-  return inference.load(spec, None if is_checkpoint else 'best')
+  return inference.load_model(spec, step=None if is_checkpoint else 'best')
 
 
 def _read(path: str) -> np.ndarray:

@@ -41,7 +41,7 @@ import optax
 
 from configs import spiking_s4_ndns
 from s4jax.audio import stft as stft_lib
-from s4jax.models import energy
+from s4jax.models import energy, summary
 from s4jax.models import spiking_s4 as ss4
 from s4jax.ssm import kernels
 from s4jax.training import optim
@@ -253,7 +253,7 @@ def main():
   variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, SR)))
   print(
     f'model: {args.emission} emission, {args.mode} neurons, '
-    f'{ss4.param_count(variables):,} parameters'
+    f'{summary.count_params(variables["params"]):,} parameters'
   )
   if 'offline' not in skip:
     bench_offline(model, variables, repeats)

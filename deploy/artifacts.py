@@ -35,8 +35,7 @@ from deploy import formats, quant, runners
 from pretrained import export as pretrained_export
 from pretrained import hub
 from s4jax import inference
-from s4jax.models import portable
-from s4jax.training import summary
+from s4jax.models import portable, summary
 from s4jax.training import tasks as tasks_lib
 
 FORMS = ('stream', 'offline')
@@ -242,7 +241,7 @@ def offline_form(model, source: str, seconds: float) -> Form:
   """The whole-clip form of a loaded model for clips of `seconds`.
 
   Args:
-    model: a loaded `harness.inference.Enhancer` (enhancer or
+    model: a loaded `s4jax.inference.SpeechModel` (enhancer or
       separator).
     source: where it came from, for the metadata.
     seconds: the clip length the exported function takes.
@@ -522,8 +521,8 @@ def export(
     meta = artifacts.export(hub.from_pretrained('spiking_s4'), 'out/ss4')
 
   Args:
-    model: a loaded `harness.inference.Enhancer`
-      (`inference.load(workdir)` or `pretrained.hub.from_pretrained(name)`).
+    model: a loaded `s4jax.inference.SpeechModel`
+      (`harness.inference.load_model(...)` or `pretrained.hub.from_pretrained(name)`).
     out_dir: a new folder.
     form: 'stream' or 'offline'.
     fmts: formats from `formats.FORMATS`.

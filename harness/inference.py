@@ -97,7 +97,7 @@ def restore_params(
   return out['params']
 
 
-def load(path: str, step: int | str | None = None) -> SpeechModel:
+def _load_run(path: str, step: int | str | None = None) -> SpeechModel:
   """The model of a training run or checkpoint folder (parameters only).
 
   Args:
@@ -186,7 +186,7 @@ def load_model(
       names = []
     if source not in names:
       if os.path.exists(source):
-        return load(source, step)
+        return _load_run(source, step)
       raise UnknownSourceError(
         f'{source}: neither a pretrained model '
         f'({", ".join(names) or "none installed"}) nor an existing workdir '
@@ -196,12 +196,5 @@ def load_model(
   if pretrained:
     return _pretrained_hub().from_pretrained(pretrained, root=pretrained_dir)
   if checkpoint:
-    return load(checkpoint)
-  return load(workdir, step)
-
-
-def Enhancer(  # noqa: N802 (the former class name, kept for callers)
-  config: Any, task: tasks_lib.Task, params: Any, step: int | None = None
-) -> SpeechModel:
-  """`s4jax.inference.from_run_config(config, params, step=step)`."""
-  return inference_lib.from_run_config(config, params, step=step, task=task)
+    return _load_run(checkpoint)
+  return _load_run(workdir, step)

@@ -44,11 +44,11 @@ from jax.experimental import multihost_utils
 from harness import checkpoint as ckpt_lib
 from harness import errors, evaluation
 from harness import progress as progress_lib
+from s4jax.models import summary as summary_lib
 from s4jax.training import optim
 from s4jax.training import sharding as sharding_lib
 from s4jax.training import state as state_lib
 from s4jax.training import steps as steps_lib
-from s4jax.training import summary as summary_lib
 from s4jax.training import tasks as tasks_lib
 
 REPORT_SUBDIR = 'eval'

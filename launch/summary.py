@@ -10,7 +10,7 @@ length for the per-second figure, by the model's
 `s4jax.inference.SpeechModel.count_macs`: Spiking-S4's analytic count
 (`s4jax.models.energy`: Dense, and LayerNorm at 5 per element, fvcore
 rules), S4M's own (conv and dense layers), otherwise
-`s4jax.training.summary.trace_macs` (Dense/Conv, and LayerNorm at 5 per
+`s4jax.models.summary.trace_macs` (Dense/Conv, and LayerNorm at 5 per
 element). FFTs and elementwise operations are not counted.
 Parameter and MAC counts do not depend on the weights.
 
@@ -160,7 +160,8 @@ def _params(config, task) -> tuple[Any, int | None]:
 
 def build_summary(config) -> dict[str, Any]:
   """Everything `summary.py` prints, as one dict."""
-  from s4jax.training import summary, tasks  # pylint: disable=g-import-not-at-top
+  from s4jax.models import summary  # pylint: disable=g-import-not-at-top
+  from s4jax.training import tasks  # pylint: disable=g-import-not-at-top
 
   task = tasks.create_task(config)
   params, step = _params(config, task)

@@ -1,7 +1,7 @@
 """Exports a training checkpoint as a pretrained model folder (see `hub`).
 
 `export_run(workdir, name=...)` restores a checkpoint with
-`harness.inference.load`, then writes `<root>/<name>/` with
+`harness.inference.load_model`, then writes `<root>/<name>/` with
 `config.json`, `params.msgpack` (float32 parameters only), a `MODEL_CARD.md`
 skeleton for the author to complete and, with `seofp_bits`, a SEOFP-packed
 `params.seofp`. Everything is written into a hidden temporary folder next to
@@ -27,7 +27,8 @@ from flax import serialization
 
 from harness import inference
 from pretrained import hub
-from s4jax.training import summary
+from s4jax import inference as inference_lib
+from s4jax.models import summary
 
 
 class ExportError(ValueError):
@@ -131,7 +132,7 @@ def _validation_lines(workdir: str, step: int) -> list[str]:
 
 def model_card(
   name: str,
-  model: inference.Enhancer,
+  model: inference_lib.SpeechModel,
   *,
   count: int,
   params_bytes: int,
@@ -348,7 +349,7 @@ def export_run(
       f'{dest} already exists; pass --overwrite to replace it, or choose '
       'another --name.'
     )
-  model = inference.load(workdir, step)
+  model = inference.load_model(workdir=workdir, step=step)
   params = float32_params(model.params)
   count = summary.count_params(params)
   params_blob = serialization.to_bytes(params)

@@ -34,7 +34,7 @@ import ml_collections
 from flax import serialization
 
 from s4jax import inference, models
-from s4jax.training import summary
+from s4jax.models import summary
 from s4jax.training import tasks as tasks_lib
 
 flat_shapes = summary.flat_shapes  # Re-exported: part of this module's API.

@@ -239,7 +239,7 @@ class TaskModel(_Model):
 
   def count_macs(self, seconds: float = 1.0) -> dict[str, Any]:
     """Dense/Conv (and LayerNorm) MACs traced from shapes (`trace_macs`)."""
-    from s4jax.training import summary  # pylint: disable=g-import-not-at-top
+    from s4jax.models import summary  # pylint: disable=g-import-not-at-top
 
     samples = int(round(seconds * self.sample_rate))
     x = jax.ShapeDtypeStruct((1, samples), jnp.float32)
@@ -250,7 +250,7 @@ class TaskModel(_Model):
     return {
       'total': int(total),
       'per_module': {k: int(v) for k, v in counts.items()},
-      'source': 's4jax.training.summary.trace_macs',
+      'source': 's4jax.models.summary.trace_macs',
       'counted': 'Dense/Conv layers, and LayerNorm at 5 per element '
       '(fvcore rules)',
     }

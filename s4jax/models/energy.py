@@ -35,14 +35,13 @@ counts are tested against each other.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from s4jax.audio import stft as stft_lib
+from s4jax.models import summary
 
 E_MAC_PJ = 4.6
 E_AC_PJ = 0.9
@@ -265,36 +264,27 @@ def report(
 def trace_macs(
   module: nn.Module, variables: Any, *args, **kwargs
 ) -> dict[str, int]:
-  """Counts Dense and LayerNorm MACs of `module.apply(variables, *args)`.
+  """Dense and LayerNorm MACs of `module.apply(variables, *args)`, traced.
 
-  Dense: `prod(batch dims) * in * out`; LayerNorm: 5 per element (fvcore).
-  Only shapes are traced (`jax.eval_shape`), so a 30 s clip costs nothing.
+  The shape-traced count (`summary.trace_macs`: Dense `prod(batch dims) *
+  in * out`, LayerNorm 5 per element, fvcore) that checks `count_macs`'
+  analytic one.
 
   Returns:
     `{'dense': int, 'norm': int, 'total': int}`.
   """
   counts = {'dense': 0, 'norm': 0}
-
-  def interceptor(next_fun, call_args, call_kwargs, context):
-    mod = context.module
-    if context.method_name == '__call__' and isinstance(
-      mod, (nn.Dense, nn.LayerNorm)
-    ):
-      shape = call_args[0].shape
-      batch = math.prod(shape[:-1])
-      if isinstance(mod, nn.Dense):
-        counts['dense'] += batch * shape[-1] * mod.features
-      else:
-        counts['norm'] += LAYERNORM_OPS_PER_ELEMENT * batch * shape[-1]
-    return next_fun(*call_args, **call_kwargs)
-
-  def run():
-    with nn.intercept_methods(interceptor):
-      return module.apply(variables, *args, **kwargs)
-
-  jax.eval_shape(run)
-  counts['total'] = counts['dense'] + counts['norm']
+  counts.update(
+    summary.trace_macs(module, variables, *args, bucket=_mac_bucket, **kwargs)
+  )
   return counts
+
+
+def _mac_bucket(layer: nn.Module, path: str) -> str | None:
+  del path
+  if isinstance(layer, nn.Dense):
+    return 'dense'
+  return 'norm' if isinstance(layer, nn.LayerNorm) else None
 
 
 def as_float_rates(firing_rates: dict) -> dict[str, float]:

@@ -33,11 +33,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from s4jax import models
 from s4jax.audio import losses, pit
 from s4jax.models import s4m_blocks as blocks
+from s4jax.models import summary
 
 DTYPES = ('float32', 'bfloat16')
 
@@ -341,39 +341,22 @@ def count_macs(model_config: Any, seconds: float = 1.0) -> dict[str, int]:
     `{'total': MACs, 'conv': ..., 'dense': ..., 'decoder': ...}`.
   """
   model = from_config(model_config).clone(scan=False, remat=False)
-  num = int(round(seconds * model.sample_rate))
+  x = jax.ShapeDtypeStruct(
+    (1, int(round(seconds * model.sample_rate))), jnp.float32
+  )
+  variables = jax.eval_shape(model.init, jax.random.key(0), x)
   counts = {'conv': 0, 'dense': 0, 'decoder': 0}
-
-  def interceptor(next_fun, args, kwargs, context):
-    out = next_fun(*args, **kwargs)
-    if context.method_name != '__call__':
-      return out
-    mod = context.module
-    x = args[0]
-    if isinstance(mod, nn.Conv):
-      k = int(np.prod(mod.kernel_size))
-      per = k * (x.shape[-1] // mod.feature_group_count) * mod.features
-      counts['conv'] += int(np.prod(out.shape[:-1])) * per
-    elif isinstance(mod, blocks.DepthwiseConv1d):
-      counts['conv'] += int(np.prod(out.shape)) * mod.kernel_size
-    elif isinstance(mod, nn.Dense):
-      counts['dense'] += (
-        int(np.prod(out.shape[:-1])) * x.shape[-1] * mod.features
-      )
-    elif isinstance(mod, blocks.ConvTranspose1d):
-      per = mod.kernel_size * x.shape[-1] * mod.features
-      counts['decoder'] += int(np.prod(x.shape[:-1])) * per
-    return out
-
-  def run():
-    with nn.intercept_methods(interceptor):
-      return model.init(jax.random.PRNGKey(0), jnp.zeros((1, num)))
-
-  jax.eval_shape(run)
-  counts['total'] = sum(counts.values())
+  counts.update(summary.trace_macs(model, variables, x, bucket=_mac_bucket))
   return counts
 
 
-def count_params(params: Any) -> int:
-  """Number of scalar parameters in a pytree."""
-  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
+def _mac_bucket(layer: nn.Module, path: str) -> str | None:
+  """`count_macs`' groups: the layers it counts, by kind."""
+  del path
+  if isinstance(layer, (nn.Conv, blocks.DepthwiseConv1d)):
+    return 'conv'
+  if isinstance(layer, nn.Dense):
+    return 'dense'
+  if isinstance(layer, blocks.ConvTranspose1d):
+    return 'decoder'
+  return None  # Norms are not in the published S4M figures.

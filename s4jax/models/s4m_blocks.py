@@ -29,6 +29,7 @@ them to all the weight-shared iterations.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -339,6 +340,11 @@ class DepthwiseConv1d(nn.Module):
       x, w.astype(self.dtype), b.astype(self.dtype), self.stride, pad
     )
 
+  def macs(self, x, out) -> int:
+    """`summary.trace_macs` rule: k per output element (one tap per channel)."""
+    del x
+    return math.prod(out.shape) * self.kernel_size
+
 
 class ConvTranspose1d(nn.Module):
   """PyTorch `ConvTranspose1d` (groups 1, no bias), channels-last.
@@ -380,6 +386,13 @@ class ConvTranspose1d(nn.Module):
       padding=[(pad, pad)],
       lhs_dilation=(self.stride,),
       dimension_numbers=('NWC', 'WIO', 'NWC'),
+    )
+
+  def macs(self, x, out) -> int:
+    """`summary.trace_macs` rule: input frames * k * C_in * C_out."""
+    del out
+    return (
+      math.prod(x.shape[:-1]) * self.kernel_size * x.shape[-1] * (self.features)
     )
 
 

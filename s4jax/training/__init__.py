@@ -8,6 +8,5 @@ Pure JAX (no TensorFlow, no file I/O, no clu):
 * `sharding`: the `('data', 'model')` mesh and global-batch assembly.
 * `tasks`: batch layout, model call, loss, precision and SEOFP hooks.
 * `steps`: the jitted train step (non-finite guard) and evaluation step.
-* `summary`: parameter counts and MACs traced from shapes.
 * `testing`: a toy model and in-memory pipeline for tests.
 """

@@ -9,18 +9,18 @@ import pytest
 
 from configs import s4m_tiny
 from deploy import artifacts, formats, runners
-from harness import inference
+from s4jax import inference
 from s4jax.training import tasks
 
 TOL = 1e-4  # Of the output peak.
 
 
 def _s4m_model():
-  """A smoke-size S4M separator with random weights, as `inference.load`."""
+  """A smoke-size S4M separator with random weights, as `load_model`."""
   config = s4m_tiny.get_config('smoke=True')
   task = tasks.create_task(config)
   params = task.init(jax.random.key(0), 2000)
-  return inference.Enhancer(config, task, params, step=0)
+  return inference.from_run_config(config, params, step=0, task=task)
 
 
 @pytest.mark.parametrize('which', ['spiking_s4', 's4m'])

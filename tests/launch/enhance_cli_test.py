@@ -65,7 +65,7 @@ def test_enhance_resamples_mixes_down_and_matches_whole_file(runs, tmp_path):
   # The toy model is frame-local (32-sample frames), so windows that start
   # on multiples of 32 model samples (0.5 s and 0.24 s at 8 kHz) reproduce
   # it up to resampling edges.
-  model = inference.load(runs['enhancement'])
+  model = inference.load_model(workdir=runs['enhancement'])
   mono = stereo.mean(1)
   x = audio_io.resample(mono, 44100, 8000)
   y = model(np.pad(x, (0, -len(x) % 32)))[: len(x)]
@@ -528,7 +528,7 @@ def test_streaming_equals_offline_whole_file(spiking_run, tmp_path):
   )
   got, rate = sf.read(tmp_path / 'o' / 'x.wav', dtype='float32')
   assert rate == 16000 and got.shape == x.shape, got.shape
-  model = inference.load(spiking_run)
+  model = inference.load_model(workdir=spiking_run)
   padded = np.pad(x, (0, -len(x) % 4096))  # The streamed length.
   want = model(padded)[: len(x)]
   scale = np.abs(want).max()

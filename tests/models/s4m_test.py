@@ -14,7 +14,7 @@ from configs import s4m as s4m_config
 from configs import s4m_tiny
 from s4jax import models
 from s4jax.layers import s4 as s4_layer
-from s4jax.models import s4m
+from s4jax.models import s4m, summary
 from s4jax.models import s4m_blocks as blocks
 
 SMALL = dict(
@@ -39,7 +39,7 @@ def _count(model, samples=800):
   v = jax.eval_shape(
     lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, samples)))
   )
-  return s4m.count_params(v['params'])
+  return summary.count_params(v['params'])
 
 
 # Parameter counts --------------------------------------------------------------

@@ -56,7 +56,7 @@ def test_export_writes_a_folder_that_loads_to_the_same_outputs(
     'params.seofp',
     'MODEL_CARD.md',
   }, result.files
-  original = inference.load(run, 'best')
+  original = inference.load_model(workdir=run, step='best')
   assert result.step == original.step == 2, (result.step, original.step)
   loaded = hub.from_pretrained(NAME, root=root)
   assert hub.available(root) == [NAME], hub.available(root)
@@ -80,7 +80,7 @@ def test_params_file_is_float32_params_only_and_seofp_copy_unpacks(
   folder = os.path.join(exported[0], NAME)
   with open(os.path.join(folder, 'params.msgpack'), 'rb') as f:
     params = serialization.msgpack_restore(f.read())
-  original = inference.load(run, 'best').params
+  original = inference.load_model(workdir=run, step='best').params
   assert jax.tree.structure(params) == jax.tree.structure(original)
   for got, want in zip(
     jax.tree.leaves(params), jax.tree.leaves(original), strict=True
@@ -88,7 +88,7 @@ def test_params_file_is_float32_params_only_and_seofp_copy_unpacks(
     assert got.dtype == np.float32 and np.array_equal(got, want)
   with open(os.path.join(folder, 'params.seofp'), 'rb') as f:
     packed = packing.unpack(packing.from_bytes(f.read()))
-  r = export.seofp_rules(inference.load(run).config, 5)
+  r = export.seofp_rules(inference.load_model(workdir=run).config, 5)
   want = rules.quantize_params(params, r)
   jax.tree.map(np.testing.assert_array_equal, packed, want)
   assert '81.' in exported[1].seofp_report, exported[1].seofp_report

@@ -11,16 +11,19 @@ per multiply-add, biases and elementwise ops free):
 | `nn.Conv`                    | output positions * kernel * in/groups * out |
 | `nn.ConvTranspose`           | input positions * kernel * in * out         |
 | `nn.LayerNorm`/`nn.GroupNorm`| 5 per element (4 without scale and bias)    |
+| a module with `macs(x, out)` | what that method returns                    |
 
-FFTs, S4 kernel generation and other `jnp` code inside custom modules are
-not counted; a model module that knows better provides its own
-`count_macs(model_config, seconds)`, which `launch/summary.py` prefers.
+A custom layer (e.g. `s4m_blocks.DepthwiseConv1d`) is counted by giving it a
+`macs(self, x, out) -> int` method. FFTs, S4 kernel generation and other
+`jnp` code inside custom modules are not counted; a model that knows better
+adds analytic terms on top (`energy.count_macs`, `s4m.count_macs`).
 """
 
 from __future__ import annotations
 
 import collections
 import math
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -40,6 +43,8 @@ def _norm_macs(mod: nn.Module, x: Any) -> int:
 
 def _layer_macs(mod: nn.Module, x: Any, out: Any) -> int | None:
   """MACs of one call of a known layer type, else None."""
+  if callable(getattr(mod, 'macs', None)):
+    return mod.macs(x, out)
   if isinstance(mod, nn.Dense):
     return math.prod(x.shape[:-1]) * x.shape[-1] * mod.features
   if isinstance(mod, nn.DenseGeneral):
@@ -63,18 +68,27 @@ def _layer_macs(mod: nn.Module, x: Any, out: Any) -> int | None:
 
 
 def trace_macs(
-  model: nn.Module, variables: Any, *args: Any, **kwargs: Any
+  model: nn.Module,
+  variables: Any,
+  *args: Any,
+  bucket: Callable[[nn.Module, str], str | None] | None = None,
+  **kwargs: Any,
 ) -> dict[str, int]:
   """MACs per module path of `model.apply(variables, *args, **kwargs)`.
+
+  Only shapes are traced (`jax.eval_shape`): a 30 s clip costs nothing.
 
   Args:
     model: a Linen module.
     variables: its variables (arrays or `jax.ShapeDtypeStruct`s).
     *args: call arguments (arrays or shape structs).
+    bucket: optional `bucket(layer, path) -> name or None`: counts are
+      summed per returned name instead of per module path; None skips the
+      layer.
     **kwargs: static call keyword arguments (e.g. `train=False`).
 
   Returns:
-    `{module path: MACs}` in call order, plus `'total'`.
+    `{module path or bucket: MACs}` in call order, plus `'total'`.
   """
   counts: dict[str, int] = collections.OrderedDict()
 
@@ -82,8 +96,9 @@ def trace_macs(
     out = next_fun(*call_args, **call_kwargs)
     if context.method_name == '__call__' and call_args:
       macs = _layer_macs(context.module, call_args[0], out)
-      if macs is not None:
-        key = _path(context)
+      path = _path(context)
+      key = path if bucket is None else bucket(context.module, path)
+      if macs is not None and key is not None:
         counts[key] = counts.get(key, 0) + int(macs)
     return out
 
