@@ -23,7 +23,7 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-from flax import serialization
+from flax import serialization, traverse_util
 
 from harness import inference
 from pretrained import hub
@@ -94,7 +94,7 @@ def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
 
 def config_summary(config: ml_collections.ConfigDict) -> list[str]:
   """Markdown list lines: every `model.*` field and the main run fields."""
-  model = config.model.to_dict()
+  model = traverse_util.flatten_dict(config.model.to_dict(), sep='.')
   lines = [f'- `model.{k}` = `{json.dumps(v)}`' for k, v in model.items()]
   for dotted in _SUMMARY_FIELDS:
     value = _get(config, dotted)

@@ -246,14 +246,11 @@ class TaskModel(_Model):
     counts = summary.trace_macs(
       self.task.model, {'params': self.params}, x, train=False
     )
-    total = counts.pop('total')
-    return {
-      'total': int(total),
-      'per_module': {k: int(v) for k, v in counts.items()},
-      'source': 's4jax.models.summary.trace_macs',
-      'counted': 'Dense/Conv layers, and LayerNorm at 5 per element '
-      '(fvcore rules)',
-    }
+    return _mac_report(
+      counts,
+      's4jax.models.summary.trace_macs',
+      'Dense/Conv layers, and LayerNorm at 5 per element (fvcore rules)',
+    )
 
 
 # Spiking-S4 --------------------------------------------------------------------
@@ -336,12 +333,11 @@ class SpikingS4Model(_Model):
     from s4jax.models import energy  # pylint: disable=g-import-not-at-top
 
     counts = energy.count_macs(self.module, seconds, self.sample_rate)
-    return {
-      'total': int(counts['per_clip']),
-      'per_module': {k: int(v) for k, v in counts['per_layer'].items()},
-      'source': 's4jax.models.energy.count_macs',
-      'counted': 'Dense layers, and LayerNorm at 5 per element (fvcore rules)',
-    }
+    return _mac_report(
+      {**counts['per_layer'], 'total': counts['per_clip']},
+      's4jax.models.energy.count_macs',
+      'Dense layers, and LayerNorm at 5 per element (fvcore rules)',
+    )
 
 
 # S4M ---------------------------------------------------------------------------
@@ -514,15 +510,22 @@ class S4MModel(_Model):
 
   def count_macs(self, seconds: float = 1.0) -> dict[str, Any]:
     """Conv and dense MACs (`s4jax.models.s4m.count_macs`)."""
-    counts = dict(self._lib.count_macs(self.model_config, seconds=seconds))
-    total = counts.pop('total')
-    return {
-      'total': int(total),
-      'per_module': {k: int(v) for k, v in counts.items()},
-      'source': 's4jax.models.s4m.count_macs',
-      'counted': 'conv and dense layers (FFT convolutions and S4 kernels '
-      'not counted)',
-    }
+    return _mac_report(
+      self._lib.count_macs(self.model_config, seconds=seconds),
+      's4jax.models.s4m.count_macs',
+      'conv and dense layers (FFT convolutions and S4 kernels not counted)',
+    )
+
+
+def _mac_report(counts: dict, source: str, counted: str) -> dict[str, Any]:
+  """`count_macs`' result from `{name: MACs, 'total': MACs}` counts."""
+  per_module = {k: int(v) for k, v in counts.items() if k != 'total'}
+  return {
+    'total': int(counts['total']),
+    'per_module': per_module,
+    'source': source,
+    'counted': counted,
+  }
 
 
 # Building ------------------------------------------------------------------------

@@ -107,6 +107,27 @@ def frame_signal(
   return x[..., idx]
 
 
+def signal_frames(
+  x: jnp.ndarray, n_fft: int, hop_length: int, center: bool = True
+) -> jnp.ndarray:
+  """The frames `stft` transforms, before the window.
+
+  Args:
+    x: real `(..., L)` signal.
+    n_fft: frame length.
+    hop_length: hop between frames.
+    center: reflect-pad `n_fft // 2` samples on both sides first.
+
+  Returns:
+    `(..., T, n_fft)` with `T = num_frames(L, hop_length, n_fft, center)`.
+  """
+  check_signal(x, n_fft, center)
+  if center:
+    x = reflect_pad(x, n_fft // 2)
+  count = 1 + (x.shape[-1] - n_fft) // hop_length
+  return frame_signal(x, n_fft, hop_length, count)
+
+
 def overlap_add(frames: jnp.ndarray, hop: int) -> jnp.ndarray:
   """Sum of frames placed `hop` apart. (..., T, n) -> (..., (T-1) hop + n).
 
@@ -218,12 +239,8 @@ def stft(
   Returns:
     Complex `(..., T, n_fft // 2 + 1)` with `T = num_frames(L, hop_length)`.
   """
-  check_signal(x, n_fft, center)
-  if center:
-    x = reflect_pad(x, n_fft // 2)
-  count = 1 + (x.shape[-1] - n_fft) // hop_length
   win = jnp.asarray(window_array(window, n_fft, win_length), x.dtype)
-  frames = frame_signal(x, n_fft, hop_length, count) * win
+  frames = signal_frames(x, n_fft, hop_length, center) * win
   return jnp.fft.rfft(frames, n=n_fft, axis=-1)
 
 

@@ -1,7 +1,7 @@
 """Branch-free, real-valued forms of the models, for export without JAX.
 
 Export formats and the small runtimes on devices take a narrower set of
-operations than XLA: onnxruntime has no complex arithmetic, `jax2onnx` no
+operations than XLA: ONNX Runtime has no complex arithmetic, `jax2onnx` no
 FFT, and LiteRT's `IF` op returned zeros for both branches in our tests
 (ai-edge-litert 2.3). The forms here therefore use only real matrix
 products, elementwise arithmetic, gathers with constant indices and selects.
@@ -98,7 +98,7 @@ def dft_matrices_from_tables(
   `sin(2 pi k / N)` at `k = n f mod N`. Traced inside an exported function,
   this stores the two tables and the window (3 N floats) instead of four
   matrices (about 2 N^2 floats, 2.1 MB at N = 512); the gathers act on
-  constants only, so onnxruntime folds them when the session loads. The
+  constants only, so ONNX Runtime folds them when the session loads. The
   values agree with the float64-built matrices to float32 rounding.
 
   Args:
@@ -403,15 +403,11 @@ def real_stft(
     `(re, im)`, each real `(..., T, n_fft // 2 + 1)` with
     `T = stft.num_frames(L, hop_length, n_fft, center)`, dtype of `x`.
   """
-  stft_lib.check_signal(x, n_fft, center)
-  if center:
-    x = stft_lib.reflect_pad(x, n_fft // 2)
-  count = 1 + (x.shape[-1] - n_fft) // hop_length
   a_re, a_im = analysis_matrices(
     stft_lib.window_array(window, n_fft, win_length)
   )
   mat = jnp.asarray(np.concatenate([a_re, a_im], axis=1), x.dtype)
-  frames = stft_lib.frame_signal(x, n_fft, hop_length, count)
+  frames = stft_lib.signal_frames(x, n_fft, hop_length, center)
   spec = jnp.matmul(frames, mat, precision=_HIGHEST)
   bins = stft_lib.n_bins(n_fft)
   return spec[..., :bins], spec[..., bins:]

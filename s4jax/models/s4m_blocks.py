@@ -73,7 +73,7 @@ def _mean_time_channels(x: jnp.ndarray) -> jnp.ndarray:
   """Mean over time and channels, `(B, T, C) -> (B, 1, 1)`.
 
   Inside `s4jax.portable_ops.portable_ops()` the mean is taken over channels,
-  then time: onnxruntime sums the `T C` float32 terms of one reduction in a
+  then time: ONNX Runtime sums the `T C` float32 terms of one reduction in a
   sequential pass, which at `T C ~ 2.5e5` (S4M-tiny, 0.5 s) loses about
   2e-6 of relative accuracy per norm (1e-7 in two stages, as in XLA).
   """

@@ -1,6 +1,6 @@
 """The pure parts of training s4jax models (the loop is `harness.trainer`).
 
-Pure JAX (no TensorFlow, no file I/O, no clu):
+Pure JAX: no file I/O, no TensorFlow, no metric writers.
 
 * `state`: the `TrainState` pytree (params, optimiser state, step, RNG, skip
   counters, plateau bookkeeping).
