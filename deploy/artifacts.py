@@ -263,9 +263,9 @@ def offline_form(model, source: str, seconds: float) -> Form:
 
   model_config = tasks_lib.model_config_for(model.config)
   variables = {'params': params}
-  if model.config.model.name == 'spiking_s4':
+  if isinstance(model, inference.SpikingS4Model):
     run = portable.spiking_s4_offline(variables, model_config, length)
-  elif model.config.model.name == 's4m':
+  elif isinstance(model, inference.S4MModel):
     run = portable.s4m_offline(variables, model_config)
   else:
     raise ExportError(

@@ -89,8 +89,11 @@ def _energy(config, task, params, seconds: float) -> dict[str, Any] | None:
   one the MAC table uses), so `mac_ops + spike_driven_macs` equals the
   table's MACs per second.
   """
-  if config.model.name != 'spiking_s4':
-    return None
+  from s4jax import inference  # pylint: disable=g-import-not-at-top
+
+  model = inference.from_run_config(config, params, task=task)
+  if not isinstance(model, inference.SpikingS4Model):
+    return None  # Energy per spike is a Spiking-S4 measure.
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
   from data_pipelines import synthetic  # pylint: disable=g-import-not-at-top

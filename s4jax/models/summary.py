@@ -24,12 +24,21 @@ from __future__ import annotations
 import collections
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import flax.linen as nn
 import jax
 import numpy as np
 from flax import traverse_util
+
+
+@runtime_checkable
+class HasMacsRule(Protocol):
+  """A custom layer that states its own MACs for `trace_macs`."""
+
+  def macs(self, x: Any, out: Any) -> int:
+    """MACs of one call with input `x` and output `out` (shapes suffice)."""
+    ...
 
 
 def _path(context: Any) -> str:
@@ -43,7 +52,7 @@ def _norm_macs(mod: nn.Module, x: Any) -> int:
 
 def _layer_macs(mod: nn.Module, x: Any, out: Any) -> int | None:
   """MACs of one call of a known layer type, else None."""
-  if callable(getattr(mod, 'macs', None)):
+  if isinstance(mod, HasMacsRule):
     return mod.macs(x, out)
   if isinstance(mod, nn.Dense):
     return math.prod(x.shape[:-1]) * x.shape[-1] * mod.features
