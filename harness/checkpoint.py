@@ -17,6 +17,7 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
@@ -134,14 +135,56 @@ class Checkpointer:
         args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)),
       )
     except Exception as e:  # pylint: disable=broad-except
-      raise CheckpointError(
-        f'Cannot restore the checkpoint {self.step_path(step)}: '
-        f'{type(e).__name__}: {_first_line(e)}\nIt is unreadable, '
-        'incomplete, or was written for a different model/optimiser '
-        'config. Delete that step folder to resume from an earlier one, '
-        'or use a fresh --workdir.'
+      raise self._unreadable(
+        step,
+        e,
+        'model/optimiser config. Delete that step folder to resume from an '
+        'earlier one, or use a fresh --workdir.',
       ) from e
     return out['state']
+
+  def restore_params(self, step: int, params: Any) -> Any:
+    """Only the `params` of the state saved at `step`, as NumPy leaves.
+
+    An Orbax partial restore: the optimiser state is neither built nor read.
+
+    Args:
+      step: a saved step.
+      params: the parameter shapes (arrays or `jax.ShapeDtypeStruct`s).
+
+    Raises:
+      CheckpointError: unreadable, incomplete or mismatched checkpoint.
+    """
+    item = {'params': params}
+    restore_args = jax.tree.map(
+      lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item
+    )
+    path = os.path.join(self.step_path(step), 'state')
+    try:
+      with ocp.PyTreeCheckpointer() as reader:
+        out = reader.restore(
+          path,
+          args=ocp.args.PyTreeRestore(
+            item=item, restore_args=restore_args, partial_restore=True
+          ),
+        )
+    except Exception as e:  # pylint: disable=broad-except
+      raise self._unreadable(
+        step,
+        e,
+        'model config. Delete that step folder to use an earlier one.',
+      ) from e
+    return out['params']
+
+  def _unreadable(
+    self, step: int, error: Exception, written_for: str
+  ) -> CheckpointError:
+    """The error of a step that cannot be restored (`written_for`: a hint)."""
+    return CheckpointError(
+      f'Cannot restore the checkpoint {self.step_path(step)}: '
+      f'{type(error).__name__}: {_first_line(error)}\nIt is unreadable, '
+      f'incomplete, or was written for a different {written_for}'
+    )
 
   def restore_meta(self, step: int) -> dict[str, Any]:
     """The JSON metadata (config) stored with `step`."""

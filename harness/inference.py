@@ -23,8 +23,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import orbax.checkpoint as ocp
 
 from harness import checkpoint as ckpt_lib
 from s4jax import inference as inference_lib
@@ -63,8 +61,9 @@ def restore_params(
 ) -> Any:
   """The parameters saved at `step`, read alone (NumPy leaves).
 
-  Only the `params` of the saved train state are read (Orbax partial
-  restore), into the shapes a fresh model of `config` has.
+  Only the `params` of the saved train state are read
+  (`Checkpointer.restore_params`), into the shapes a fresh model of `config`
+  has.
 
   Raises:
     CheckpointError: unreadable, incomplete or mismatched checkpoint.
@@ -72,29 +71,11 @@ def restore_params(
   init = functools.partial(
     task.init, num_samples=tasks_lib.init_samples(config)
   )
-  item = {'params': jax.eval_shape(init, jax.random.key(0))}
-  restore_args = jax.tree.map(
-    lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item
+  params = checkpointer.restore_params(
+    step, jax.eval_shape(init, jax.random.key(0))
   )
-  path = os.path.join(checkpointer.step_path(step), 'state')
-  try:
-    with ocp.PyTreeCheckpointer() as reader:
-      out = reader.restore(
-        path,
-        args=ocp.args.PyTreeRestore(
-          item=item, restore_args=restore_args, partial_restore=True
-        ),
-      )
-  except Exception as e:  # pylint: disable=broad-except
-    first = (str(e).strip().splitlines() or [''])[0][:500]
-    raise ckpt_lib.CheckpointError(
-      f'Cannot restore the checkpoint {checkpointer.step_path(step)}: '
-      f'{type(e).__name__}: {first}\nIt is unreadable, incomplete, or was '
-      'written for a different model config. Delete that step folder to '
-      'use an earlier one.'
-    ) from e
   ckpt_lib.log_restored(step, checkpointer.directory)
-  return out['params']
+  return params
 
 
 def _load_run(path: str, step: int | str | None = None) -> SpeechModel:
