@@ -738,16 +738,11 @@ def streamed(model: SpeechModel, x: np.ndarray) -> np.ndarray:
   `model.offline` on the padded signal.
   """
   x = np.asarray(x, np.float32)
-  hop = model.hop_length
-  padded = np.pad(x, (0, -len(x) % hop))
-  state = model.init_stream(1)
-  outs = []
-  for m in range(len(padded) // hop):
-    out, state = model.stream_step(state, padded[None, m * hop : (m + 1) * hop])
-    outs.append(out[0])
-  outs.append(model.flush(state)[0])
-  delay = model.latency - hop
-  return np.concatenate(outs, axis=-1)[:, delay : delay + len(x)]
+  if not len(x):
+    return np.zeros((model.num_outputs, 0), np.float32)
+  whole = len(x) + -len(x) % model.hop_length  # One chunk of whole hops.
+  pieces = iter_stream(model, resample_lib.read_array(x), len(x), chunk=whole)
+  return np.concatenate([p.middle() for p in pieces], axis=-1)[:, : len(x)]
 
 
 def iter_process(
