@@ -196,7 +196,8 @@ def _is_module_def(value: Any) -> bool:
   return isinstance(cls, type) and issubclass(cls, nn.Module)
 
 
-def _as_dict(config: Any, where: str) -> dict[str, Any]:
+def config_group(config: Any, where: str) -> dict[str, Any]:
+  """A config group (ConfigDict or mapping) as a new dict; else ValueError."""
   if hasattr(config, 'to_dict'):
     config = config.to_dict()
   if not isinstance(config, Mapping):
@@ -248,7 +249,7 @@ def configure(
     if f.name not in fixed and f.name in current
   }
   known |= set(children) | set(extra)
-  values = _as_dict(config, where)
+  values = config_group(config, where)
   unknown = sorted(set(values) - known)
   if unknown:
     raise ValueError(
@@ -289,7 +290,7 @@ def build(
   Raises:
     ValueError: for a key that nothing reads (named, with the known ones).
   """
-  values = _as_dict(model_config, 'config.model')
+  values = config_group(model_config, 'config.model')
   values.pop('name', None)
   return configure(factory, values, 'config.model', children=children)()
 
@@ -374,7 +375,7 @@ def upgrade_model_config(model_config: Mapping[str, Any]) -> dict[str, Any]:
     ValueError: an old key and its new place both given with different
       values.
   """
-  out = copy.deepcopy(_as_dict(model_config, 'config.model'))
+  out = copy.deepcopy(config_group(model_config, 'config.model'))
   name = str(out.get('name', '')).removeprefix(f'{__name__}.')
   table = LEGACY_KEYS.get(name, {})
   for old, new in table.items():

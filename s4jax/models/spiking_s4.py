@@ -113,7 +113,7 @@ def neuron_from_config(
   Raises:
     ValueError: for a key that is neither `spiking` nor a PLIF attribute.
   """
-  values = dict(group.to_dict() if hasattr(group, 'to_dict') else group)
+  values = models.config_group(group, where)
   is_spiking = values.pop('spiking', True)
   plif = models.configure(spiking.PLIF, values, where, extra=('spiking',))
   return plif if is_spiking else Gelu
