@@ -146,7 +146,7 @@ def test_quiet_filter_keeps_own_lines_and_library_errors():
   def record(path, level, msg='m'):
     return py_logging.LogRecord('n', level, path, 1, msg, None, None)
 
-  assert quiet.filter(record('/work/launch/train.py', py_logging.INFO))
+  assert quiet.filter(record('/src/s4jax/launch/train.py', py_logging.INFO))
   assert not quiet.filter(record('/x/orbax/checkpoint.py', py_logging.INFO))
   assert quiet.filter(record('/x/orbax/checkpoint.py', py_logging.WARNING))
   assert not quiet.filter(
