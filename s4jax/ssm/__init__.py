@@ -4,7 +4,12 @@ Every function here is a plain JAX function with shape-annotated docstrings,
 usable from Linen, NNX, Equinox or bare JAX under `jit`, `vmap` and `grad`.
 """
 
-from s4jax.ssm.discretize import discretize_diag, log_abar_diag
+from s4jax.ssm.discretize import (
+  DPLRSSM,
+  discretize_diag,
+  discretize_dplr,
+  log_abar_diag,
+)
 from s4jax.ssm.init import (
   DIAGONAL_INITS,
   hippo_legs,
@@ -20,10 +25,8 @@ from s4jax.ssm.kernels import (
   vandermonde_kernel,
 )
 from s4jax.ssm.recurrence import (
-  DPLRSSM,
   DiagSSM,
   diag_ssm,
-  discretize_dplr,
   forward,
   init_state,
   step,

@@ -139,14 +139,12 @@ def _dplr_abar_matrix(
   Returns:
     Real `(H, 2 N2, 2 N2)`; row index is the output coordinate.
   """
-  from s4jax.ssm import recurrence  # pylint: disable=g-import-not-at-top
-
   n2 = lam.shape[-1]
   zeros = jnp.zeros_like(lam)
-  ssm = recurrence.discretize_dplr(lam, p, zeros, zeros, dt)
+  ssm = discretize.discretize_dplr(lam, p, zeros, zeros, dt)
   eye = jnp.eye(2 * n2, dtype=_real_dtype(dt))
   basis = eye[:, :n2] + 1j * eye[:, n2:]  # (2 N2, N2) complex basis vectors.
-  cols = jax.vmap(lambda x: recurrence.dplr_transition(ssm, x), in_axes=0)(
+  cols = jax.vmap(lambda x: discretize.dplr_transition(ssm, x), in_axes=0)(
     jnp.broadcast_to(basis[:, None, :], (2 * n2,) + lam.shape)
   )  # (2 N2, H, N2): column k of Abar for each channel.
   mat = jnp.concatenate([cols.real, cols.imag], axis=-1)  # (2N2, H, 2N2)

@@ -5,9 +5,9 @@ convolution kernels of `s4jax.ssm.kernels`, so a stream processed step by step
 or chunk by chunk reproduces the convolution output.
 
 State layout: complex `(..., H, N2)`, one member of each conjugate pair; the
-output is `y = 2 Re(C x)`. For the DPLR system the low-rank term couples each
-pair to its conjugate, so the half-basis transition is real-linear: the inner
-products with `P` are `P^* x_full = 2 Re(sum_n conj(P_n) x_n)`.
+output is `y = 2 Re(C x)`. The DPLR system and its transition are defined in
+`s4jax.ssm.discretize` (re-exported here: `DPLRSSM`, `discretize_dplr`,
+`dplr_transition`).
 
 Usage::
 
@@ -26,6 +26,21 @@ import jax.numpy as jnp
 
 from s4jax.ssm import discretize, kernels
 
+__all__ = [
+  'DPLRSSM',
+  'DiagSSM',
+  'diag_ssm',
+  'discretize_dplr',
+  'dplr_transition',
+  'forward',
+  'init_state',
+  'step',
+]
+
+DPLRSSM = discretize.DPLRSSM
+discretize_dplr = discretize.discretize_dplr
+dplr_transition = discretize.dplr_transition
+
 
 class DiagSSM(NamedTuple):
   """Discretised diagonal SSM: `x' = Abar x + Bbar u`, `y = 2 Re(C x')`."""
@@ -34,18 +49,6 @@ class DiagSSM(NamedTuple):
   abar: jnp.ndarray  # complex (H, N2), exp(log_abar)
   bbar: jnp.ndarray  # complex (H, N2)
   c: jnp.ndarray  # complex (H, N2)
-
-
-class DPLRSSM(NamedTuple):
-  """Bilinear DPLR SSM with the factors of its O(N R) implicit step."""
-
-  lam: jnp.ndarray  # complex (H, N2)
-  p: jnp.ndarray  # complex (R, H, N2)
-  b: jnp.ndarray  # complex (H, N2)
-  c: jnp.ndarray  # complex (H, N2)
-  dt: jnp.ndarray  # real (H,)
-  d_inv: jnp.ndarray  # complex (H, N2): 1 / (1 - dt Lambda / 2)
-  m_inv: jnp.ndarray  # real (H, R, R): (2/dt I + P^* D^-1 P)^-1
 
 
 def diag_ssm(
@@ -64,54 +67,6 @@ def diag_ssm(
   abar, bbar = discretize.discretize_diag(a, b, dt, discretization)
   log_abar = discretize.log_abar_diag(a, dt, discretization)
   return DiagSSM(log_abar, abar, bbar, c)
-
-
-def _p_inner(p: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
-  """`P^* x` over the full (conjugate-completed) basis: real `(..., H, R)`."""
-  return 2 * jnp.einsum('rhn,...hn->...hr', p.conj(), x).real
-
-
-def discretize_dplr(
-  lam: jnp.ndarray,
-  p: jnp.ndarray,
-  b: jnp.ndarray,
-  c: jnp.ndarray,
-  dt: jnp.ndarray,
-) -> DPLRSSM:
-  """Precomputes the Woodbury factors of `(I - dt A / 2)^-1` for DPLR `A`.
-
-  Args:
-    lam: complex `(H, N2)`.
-    p: complex `(R, H, N2)`.
-    b: complex `(H, N2)`.
-    c: complex `(H, N2)`.
-    dt: real `(H,)`.
-
-  Returns:
-    The discretised system.
-  """
-  d_inv = 1.0 / (1.0 - dt[:, None] * lam / 2)
-  m = 2 * jnp.einsum('rhn,shn->hrs', p.conj(), p * d_inv).real  # (H, R, R)
-  eye = jnp.eye(p.shape[0], dtype=m.dtype)
-  m_inv = jnp.linalg.inv(2.0 / dt[:, None, None] * eye + m)
-  return DPLRSSM(lam, p, b, c, dt, d_inv, m_inv)
-
-
-def _dplr_apply_a(ssm: DPLRSSM, x: jnp.ndarray) -> jnp.ndarray:
-  """Continuous `A x = Lambda x - P (P^* x)` in the half basis."""
-  return ssm.lam * x - jnp.einsum('rhn,...hr->...hn', ssm.p, _p_inner(ssm.p, x))
-
-
-def _dplr_solve(ssm: DPLRSSM, v: jnp.ndarray) -> jnp.ndarray:
-  """`(I - dt A / 2)^-1 v` by the Woodbury identity."""
-  w = ssm.d_inv * v
-  s = jnp.einsum('hrs,...hs->...hr', ssm.m_inv, _p_inner(ssm.p, w))
-  return w - ssm.d_inv * jnp.einsum('rhn,...hr->...hn', ssm.p, s)
-
-
-def dplr_transition(ssm: DPLRSSM, x: jnp.ndarray) -> jnp.ndarray:
-  """`Abar x` for the bilinear DPLR system, `x` complex `(..., H, N2)`."""
-  return _dplr_solve(ssm, x + ssm.dt[:, None] / 2 * _dplr_apply_a(ssm, x))
 
 
 def init_state(
@@ -138,8 +93,7 @@ def step(
   if isinstance(ssm, DiagSSM):
     nxt = ssm.abar * state + ssm.bbar * u_c
   else:
-    drive = state + ssm.dt[:, None] / 2 * _dplr_apply_a(ssm, state)
-    nxt = _dplr_solve(ssm, drive + ssm.dt[:, None] * ssm.b * u_c)
+    nxt = dplr_transition(ssm, state, ssm.dt[:, None] * ssm.b * u_c)
   y = 2 * jnp.sum(ssm.c * nxt, axis=-1).real
   return y.astype(u.dtype), nxt
 
