@@ -5,7 +5,8 @@ Runs unchanged on one CPU, a GPU node or a TPU pod:
 * one `Mesh` over all devices (`sharding.create_mesh`), replicated state,
   batches split along `'data'` and assembled from per-process numpy rows
   with `jax.make_array_from_process_local_data`;
-* one jitted step with `NamedSharding` in/out shardings and a donated state;
+* one jitted step with `NamedSharding` in/out shardings and a donated state
+  (`s4jax.training.program`, which `launch/compile.py` compiles too);
 * resumption from the latest checkpoint in `<workdir>/checkpoints` (data
   restart at the restored step, per-step RNG `fold_in(seed key, step)`, so
   a resumed run repeats the losses of an uninterrupted one);
@@ -45,11 +46,9 @@ from harness import checkpoint as ckpt_lib
 from harness import errors, evaluation
 from harness import progress as progress_lib
 from s4jax.models import summary as summary_lib
-from s4jax.training import optim
+from s4jax.training import program as program_lib
 from s4jax.training import sharding as sharding_lib
 from s4jax.training import state as state_lib
-from s4jax.training import steps as steps_lib
-from s4jax.training import tasks as tasks_lib
 
 REPORT_SUBDIR = 'eval'
 
@@ -215,26 +214,12 @@ class _Run:
     self.pipeline = input_pipeline
     self.metric_fn = metric_fn
     self.checkpointer = checkpointer
-    self.mesh = sharding_lib.create_mesh()
-    self.task = tasks_lib.create_task(config)
-    num_steps = int(config.train.num_steps)
-    self.tx = optim.create_optimizer(config.optimizer, num_steps)
-    self.lr_fn = optim.learning_rate_fn(config.optimizer, num_steps)
-    self.eval_step = jax.jit(
-      steps_lib.make_eval_step(self.task),
-      out_shardings=sharding_lib.batch_sharding(self.mesh),
-    )
+    self.program = program_lib.Program.build(config, sharding_lib.create_mesh())
+    self.mesh = self.program.mesh
+    self.task = self.program.task
+    self.tx = self.program.tx
+    self.eval_step = self.program.eval_step()
     self.pool = None
-
-  def compile_train_step(self, state, batch):
-    step_fn = steps_lib.make_train_step(self.task, self.tx, self.lr_fn)
-    repl = sharding_lib.replicated(self.mesh)
-    return jax.jit(
-      step_fn,
-      in_shardings=(_shardings(state), _shardings(batch)),
-      out_shardings=(_shardings(state), repl, repl),
-      donate_argnums=0,
-    )
 
   def evaluate(self, params, split='validation'):
     names = tuple(self.config.eval.metrics)
@@ -418,7 +403,7 @@ def _train(run: _Run, initial_params: Any = None) -> TrainResult:
       with jax.profiler.StepTraceAnnotation('train', step_num=step):
         batch = sharding_lib.to_global(next(train_iter), run.mesh)
         if train_step is None:
-          train_step = run.compile_train_step(state, batch)
+          train_step = run.program.train_step(state, batch)
         state, metrics, consecutive = train_step(state, batch)
       _check_skips(pending, step - 1, limit)
       flag.unsaved_steps = step - 1 - last_saved

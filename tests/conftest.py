@@ -4,12 +4,21 @@ Modules under `tests/training/` and `tests/harness/` run toy models, which
 need no XLA optimisation, and share one compile cache. The settings are
 restored after each module, so tests elsewhere in the same session run with
 JAX's defaults.
+
+The suite runs on the CPU. With libtpu installed (the `[tpu]` extra), JAX
+would otherwise start a TPU runtime in every test process, each of which
+locks libtpu against the compile-only TPU tests of the others (pytest-xdist
+workers, subprocesses).
 """
 
+import os
 import pathlib
 
-import jax
-import pytest
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+os.environ.setdefault('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')
+
+import jax  # noqa: E402  (after the environment above)
+import pytest  # noqa: E402
 
 _FAST_DIRS = ('training', 'harness')
 _SETTINGS = (

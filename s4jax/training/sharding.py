@@ -9,11 +9,12 @@ parameter rule would map weight dimensions to it. Axis types are `Auto`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import numpy as np
-from jax.experimental import multihost_utils
+from jax.experimental import mesh_utils, multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -21,17 +22,39 @@ DATA = 'data'
 MODEL = 'model'
 
 
-def create_mesh(model_axis_size: int = 1) -> Mesh:
-  """A `(data, model)` mesh over all devices of all processes."""
-  count = jax.device_count()
+def create_mesh(
+  model_axis_size: int = 1, devices: Sequence[jax.Device] | None = None
+) -> Mesh:
+  """A `(data, model)` mesh over `devices` (default: every process's).
+
+  Args:
+    model_axis_size: size of the `'model'` axis; must divide the count.
+    devices: the devices to span, e.g. compile-only TPU devices from
+      `jax.experimental.topologies` (then nothing here looks at the host's
+      own devices). Devices of several slices (multi-slice TPU) are laid out
+      slice by slice along `'data'`, so that only the gradient all-reduce
+      crosses the data-centre network.
+
+  Returns:
+    The mesh, with `Auto` axis types.
+  """
+  devices = jax.devices() if devices is None else list(devices)
+  count = len(devices)
   if model_axis_size < 1 or count % model_axis_size:
     raise ValueError(
       f'model_axis_size={model_axis_size} must divide the device count {count}.'
     )
+  shape = (count // model_axis_size, model_axis_size)
+  slices = {getattr(d, 'slice_index', 0) for d in devices}
+  if len(slices) > 1:
+    grid = mesh_utils.create_hybrid_device_mesh(
+      (shape[0] // len(slices), model_axis_size),
+      (len(slices), 1),
+      devices,
+    )
+    return Mesh(grid, (DATA, MODEL), axis_types=(AxisType.Auto,) * 2)
   return jax.make_mesh(
-    (count // model_axis_size, model_axis_size),
-    (DATA, MODEL),
-    axis_types=(AxisType.Auto, AxisType.Auto),
+    shape, (DATA, MODEL), axis_types=(AxisType.Auto,) * 2, devices=devices
   )
 
 
