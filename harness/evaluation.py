@@ -126,7 +126,9 @@ def make_pool(workers: int) -> concurrent.futures.Executor | None:
   """A spawn-based process pool (JAX is multithreaded: never fork)."""
   if workers < 1:
     return None
-  return pools.process_pool(workers, pools.single_thread_worker)
+  from harness import metrics  # pylint: disable=g-import-not-at-top
+
+  return pools.process_pool(workers, metrics.single_thread_worker)
 
 
 class _Inline(concurrent.futures.Executor):

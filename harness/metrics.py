@@ -43,16 +43,18 @@ become NaN instead and the message is kept under `'errors'` by
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from harness import metrics_common, pools
+from harness import metrics_common, metrics_pesq, pools
 from s4jax.audio import permutation
 
 MetricError = metrics_common.MetricError
 resample = metrics_common.resample
+pesq = metrics_pesq.pesq
 
 EPS = 1e-8
 
@@ -151,71 +153,6 @@ def snr(estimate, reference, eps: float = EPS) -> np.ndarray:
 
 
 # -------------------------------------------------------------- PESQ/STOI
-
-
-def _pesq_rate(sample_rate: int, mode: str) -> int:
-  if mode == 'wb':
-    if sample_rate < 16000:
-      raise MetricError(
-        f'Wide-band PESQ needs 16 kHz audio; got {sample_rate} Hz (too low '
-        "to upsample meaningfully). Use 'pesq_nb' for 8 kHz audio."
-      )
-    return 16000
-  if mode == 'nb':
-    if sample_rate in (8000, 16000):
-      return sample_rate
-    if sample_rate < 8000:
-      raise MetricError(
-        f'Narrow-band PESQ needs at least 8 kHz audio; got {sample_rate} Hz.'
-      )
-    return 16000 if sample_rate > 16000 else 8000
-  raise MetricError(f"PESQ mode must be 'wb' or 'nb', got {mode!r}.")
-
-
-def pesq(estimate, reference, sample_rate: int, mode: str = 'wb') -> float:
-  """PESQ MOS-LQO through the `pesq` package (ludlows/python-pesq).
-
-  Args:
-    estimate: degraded/processed `(T,)`.
-    reference: clean `(T,)`, same length.
-    sample_rate: rate of both; resampled as the module docstring says.
-    mode: 'wb' (P.862.2) or 'nb' (P.862 + P.862.1 mapping).
-
-  Returns:
-    The score (about 1.0-4.64 wide-band, 1.0-4.55 narrow-band).
-
-  Raises:
-    MetricError: bad rate, silent or too short signals, or no speech found.
-  """
-  ref = metrics_common.as_signal(reference, 'reference')
-  est = metrics_common.as_signal(estimate, 'estimate')
-  metrics_common.check_same_length(ref, est, 'reference and estimate')
-  rate = _pesq_rate(sample_rate, mode)
-  ref, est = resample(ref, sample_rate, rate), resample(est, sample_rate, rate)
-  for name, x in (('reference', ref), ('estimate', est)):
-    if not np.any(x):
-      raise MetricError(f'PESQ is undefined for a silent {name}.')
-  import pesq as pesq_lib
-
-  try:
-    return float(pesq_lib.pesq(rate, ref, est, mode))
-  except pesq_lib.BufferTooShortError as e:
-    raise MetricError(
-      f'Signal too short for PESQ ({len(ref) / rate:.3f} s); it needs at '
-      'least 0.25 s, and a few seconds of speech for a reliable score.'
-    ) from e
-  except pesq_lib.NoUtterancesError as e:
-    raise MetricError(
-      'PESQ found no speech ("No utterances detected") in the reference or '
-      'the estimate: the signal is too quiet, too short or not speech.'
-    ) from e
-  except pesq_lib.PesqError as e:
-    raise MetricError(f'PESQ failed: {e}') from e
-  except ValueError as e:  # NaN inside the C code (near-silent input).
-    raise MetricError(
-      f'PESQ failed numerically ({e}); this happens for near-silent or '
-      'extremely short speech.'
-    ) from e
 
 
 def stoi(
@@ -614,6 +551,16 @@ def use_one_thread() -> None:
   _ORT_THREADS = 1
 
 
+def single_thread_worker() -> None:
+  """Initialiser for metric workers: one OpenMP/onnxruntime thread each.
+
+  N workers on N cores would otherwise start N x N OpenMP threads. Pass it
+  to `pools.process_pool(workers, metrics.single_thread_worker)`.
+  """
+  os.environ.setdefault('OMP_NUM_THREADS', '1')
+  use_one_thread()
+
+
 def _normalise(example) -> dict:
   if isinstance(example, Mapping):
     return dict(example)
@@ -658,7 +605,7 @@ def evaluate_examples(
       if progress:
         progress(i + 1)
     return results
-  with pools.process_pool(num_workers, pools.single_thread_worker) as pool:
+  with pools.process_pool(num_workers, single_thread_worker) as pool:
     futures = [
       pool.submit(_evaluate_one, task, names, sample_rate, on_error, ex)
       for ex in examples

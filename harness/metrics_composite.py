@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness import metrics_common
+from harness import metrics_common, metrics_pesq
 
 ALPHA = 0.95  # fraction of best frames kept for LLR and WSS
 SEGSNR_RANGE = (-10.0, 35.0)
@@ -329,15 +329,13 @@ def composite_pesq(
   Returns:
     The PESQ value.
   """
-  from harness import metrics  # PESQ wrapper; lazy to avoid a cycle.
-
   if pesq_mode == 'auto':
     pesq_mode = 'wb' if sample_rate >= 16000 else 'nb_raw'
   if pesq_mode == 'wb':
-    return metrics.pesq(estimate, reference, sample_rate, mode='wb')
+    return metrics_pesq.pesq(estimate, reference, sample_rate, mode='wb')
   if pesq_mode == 'nb_raw':
     return mos_lqo_to_raw(
-      metrics.pesq(estimate, reference, sample_rate, mode='nb')
+      metrics_pesq.pesq(estimate, reference, sample_rate, mode='nb')
     )
   raise metrics_common.MetricError(
     f"pesq_mode must be 'auto', 'wb' or 'nb_raw', got {pesq_mode!r}."

@@ -4,25 +4,16 @@ One rule everywhere: processes are started with 'spawn', never 'fork'. The
 caller has usually started threads already (JAX, TensorFlow, onnxruntime),
 and a forked child of a multithreaded process can deadlock on a lock some
 other thread held at the fork.
+
+This module knows nothing of the work: initialisers come from their users
+(e.g. `harness.metrics.single_thread_worker` for metric workers).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
-import os
 from collections.abc import Callable
-
-
-def single_thread_worker() -> None:
-  """Initialiser for metric workers: one OpenMP/onnxruntime thread each.
-
-  N workers on N cores would otherwise start N x N OpenMP threads.
-  """
-  os.environ.setdefault('OMP_NUM_THREADS', '1')
-  from harness import metrics  # pylint: disable=g-import-not-at-top
-
-  metrics.use_one_thread()
 
 
 def process_pool(

@@ -312,7 +312,7 @@ def run(pairs: list[Pair], names: Sequence[str], num_workers: int) -> list:
   """`score_pair` over all pairs, in `num_workers` spawned processes."""
   if num_workers <= 1 or len(pairs) <= 1:
     return [score_pair(p, names) for p in pairs]
-  with pools.process_pool(num_workers, pools.single_thread_worker) as pool:
+  with pools.process_pool(num_workers, metrics.single_thread_worker) as pool:
     return list(pool.map(score_pair, pairs, [names] * len(pairs)))
 
 

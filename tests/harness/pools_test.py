@@ -1,4 +1,5 @@
-"""Tests for harness.pools: spawned worker processes and their initialiser."""
+"""Tests for harness.pools: spawned worker processes, with the metric
+workers' initialiser (harness.metrics.single_thread_worker)."""
 
 import multiprocessing
 import os
@@ -47,7 +48,7 @@ def test_single_thread_worker_sets_one_omp_and_onnxruntime_thread(
 ):
   # Spawned workers inherit the caller's environment at start-up.
   monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
-  with pools.process_pool(1, pools.single_thread_worker) as pool:
+  with pools.process_pool(1, metrics.single_thread_worker) as pool:
     got = pool.submit(_thread_settings, None).result()
   assert got == ('1', 1), (
     f"expected OMP_NUM_THREADS '1' and 1 onnxruntime thread, got {got}"
