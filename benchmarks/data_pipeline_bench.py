@@ -15,6 +15,9 @@ Measures, in one process:
 
 from __future__ import annotations
 
+if not __package__:  # Run as a file: see benchmarks/_checkout.py.
+  import _checkout  # noqa: F401
+
 import argparse
 import itertools
 import os

@@ -5,7 +5,7 @@ Run on one core:
   taskset -c 0 env XLA_FLAGS='--xla_cpu_multi_thread_eigen=false \
     intra_op_parallelism_threads=1' python benchmarks/export_latency.py
 
-Exports the shipped `pretrained/spiking_s4` stream (float32 and SEOFP
+Exports the shipped `s4jax/pretrained/spiking_s4` stream (float32 and SEOFP
 5-bit) to ONNX and LiteRT in memory, then times one hop in steady state.
 The runtimes take turns in blocks of `--block` consecutive hops (50), so
 that each streams as a device loop would, with warm caches, and machine-load
@@ -23,6 +23,9 @@ median to the `stream_step` median, and the artifact sizes.
 
 from __future__ import annotations
 
+if not __package__:  # Run as a file: see benchmarks/_checkout.py.
+  import _checkout  # noqa: F401
+
 import argparse
 import platform
 import time
@@ -31,8 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import s4jax
 from deploy import artifacts, runners
-from pretrained import hub
 from s4jax.models import spiking_s4
 
 
@@ -42,7 +45,7 @@ def main() -> None:
   parser.add_argument('--hops', type=int, default=2000)
   parser.add_argument('--block', type=int, default=50)
   args = parser.parse_args()
-  enh = hub.from_pretrained('spiking_s4')
+  enh = s4jax.from_pretrained('spiking_s4')
   variables = {'params': enh.params}
   form = artifacts.stream_form(enh, 'pretrained:spiking_s4')
   qform = artifacts.stream_form(enh, 'pretrained:spiking_s4', seofp_bits=5)

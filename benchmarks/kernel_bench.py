@@ -24,6 +24,9 @@ so that random-number temporaries do not set the peak.
 
 from __future__ import annotations
 
+if not __package__:  # Run as a file: see benchmarks/_checkout.py.
+  import _checkout  # noqa: F401
+
 import argparse
 import json
 import statistics

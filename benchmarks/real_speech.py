@@ -16,6 +16,9 @@ workdir (best checkpoint), a checkpoint folder, `pretrained:NAME` or
 
 from __future__ import annotations
 
+if not __package__:  # Run as a file: see benchmarks/_checkout.py.
+  import _checkout  # noqa: F401
+
 import glob
 import json
 import os
@@ -79,20 +82,11 @@ def find_pairs(root: str) -> list[tuple[str, str, str]]:
 
 def _load_model(spec: str):
   if spec.startswith(('pretrained:', 'pretrained_seofp:')):
-    import dataclasses  # pylint: disable=g-import-not-at-top
-
-    import pretrained  # pylint: disable=g-import-not-at-top
-    from s4jax.quant import packing  # pylint: disable=g-import-not-at-top
+    import s4jax  # pylint: disable=g-import-not-at-top
 
     kind, name = spec.split(':', 1)
-    model = pretrained.from_pretrained(name)
-    if kind == 'pretrained':
-      return model
-    # The SEOFP-packed copy: the same model with its packed weights.
-    path = os.path.join(pretrained.default_root(), name, 'params.seofp')
-    with open(path, 'rb') as f:
-      params = packing.unpack(packing.from_bytes(f.read()))
-    return dataclasses.replace(model, params=params)
+    # pretrained_seofp: the same model running its SEOFP-packed weights.
+    return s4jax.from_pretrained(name, seofp=kind == 'pretrained_seofp')
   from harness import inference  # pylint: disable=g-import-not-at-top
 
   is_checkpoint = os.path.basename(os.path.normpath(spec)).isdigit()

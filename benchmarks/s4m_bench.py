@@ -17,6 +17,9 @@ Run:
 
 from __future__ import annotations
 
+if not __package__:  # Run as a file: see benchmarks/_checkout.py.
+  import _checkout  # noqa: F401
+
 import argparse
 import json
 import os

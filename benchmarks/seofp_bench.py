@@ -34,6 +34,9 @@ median (float_dot, float_mul or the float model).
 
 from __future__ import annotations
 
+if not __package__:  # Run as a file: see benchmarks/_checkout.py.
+  import _checkout  # noqa: F401
+
 import argparse
 import statistics
 import time

@@ -31,6 +31,9 @@ A run whose workdir already holds its final checkpoint is not retrained
 
 from __future__ import annotations
 
+if not __package__:  # Run as a file: see benchmarks/_checkout.py.
+  import _checkout  # noqa: F401
+
 import argparse
 import dataclasses
 import json

@@ -29,6 +29,9 @@ Options: `--quick` (fewer repeats), `--mode temporal` (temporal neurons),
 
 from __future__ import annotations
 
+if not __package__:  # Run as a file: see benchmarks/_checkout.py.
+  import _checkout  # noqa: F401
+
 import argparse
 import os
 import platform

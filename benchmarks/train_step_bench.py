@@ -11,6 +11,9 @@ processed per second for each, and the bfloat16 / float32 ratio.
 
 from __future__ import annotations
 
+if not __package__:  # Run as a file: see benchmarks/_checkout.py.
+  import _checkout  # noqa: F401
+
 import time
 
 import jax

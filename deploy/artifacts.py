@@ -21,6 +21,7 @@ carries the same metadata as model properties.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -32,8 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from deploy import formats, quant, runners
-from pretrained import export as pretrained_export
-from pretrained import hub
+from harness import export_pretrained
 from s4jax import inference
 from s4jax.models import portable, summary
 from s4jax.training import tasks as tasks_lib
@@ -139,7 +139,7 @@ def _seofp(model, bits: int | None):
   """
   if not bits:
     return model.params, None, None
-  rules = pretrained_export.seofp_rules(model.config, bits)
+  rules = export_pretrained.seofp_rules(model.config, bits)
   encoded = quant.encode_params(model.params, rules)
   params = jax.device_get(jax.jit(lambda: quant.decode_params(encoded))())
   stored, full = quant.stored_bytes(encoded)
@@ -384,14 +384,14 @@ def write(
     meta['files'][fmt] = {
       'file': file_name,
       'bytes': len(data),
-      'sha256': hub.sha256(data),
+      'sha256': hashlib.sha256(data).hexdigest(),
       'inputs': [t.describe(batch) for t in form.inputs],
       'outputs': [t.describe(batch) for t in form.outputs],
       'check': report,
     }
   text = json.dumps(meta, indent=2, sort_keys=True) + '\n'
   artifacts['metadata.json'] = text.encode()
-  pretrained_export.write_folder(out_dir, artifacts)
+  export_pretrained.write_folder(out_dir, artifacts)
   return meta
 
 
@@ -516,13 +516,13 @@ def export(
 
   Example::
 
-    from pretrained import hub
+    import s4jax
     from deploy import artifacts
-    meta = artifacts.export(hub.from_pretrained('spiking_s4'), 'out/ss4')
+    meta = artifacts.export(s4jax.from_pretrained('spiking_s4'), 'out/ss4')
 
   Args:
     model: a loaded `s4jax.inference.SpeechModel`
-      (`harness.inference.load_model(...)` or `pretrained.hub.from_pretrained(name)`).
+      (`harness.inference.load_model(...)` or `s4jax.from_pretrained(name)`).
     out_dir: a new folder.
     form: 'stream' or 'offline'.
     fmts: formats from `formats.FORMATS`.

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 
 from harness import checkpoint as ckpt_lib
 from s4jax import inference as inference_lib
+from s4jax.pretrained import hub
 from s4jax.training import tasks as tasks_lib
 
 SpeechModel = inference_lib.SpeechModel
@@ -107,20 +108,6 @@ def _load_run(path: str, step: int | str | None = None) -> SpeechModel:
   return inference_lib.from_run_config(config, params, step=step, task=task)
 
 
-def _pretrained_hub():
-  """`pretrained.hub`, or why it is not importable."""
-  try:
-    from pretrained import hub  # pylint: disable=g-import-not-at-top
-  except ModuleNotFoundError as e:
-    if e.name != 'pretrained':
-      raise
-    raise ValueError(
-      f'Cannot import the pretrained package ({e}); an editable install '
-      'made before it existed does not know it: run pip install -e . again.'
-    ) from e
-  return hub
-
-
 def load_model(
   source: str | None = None,
   *,
@@ -137,10 +124,12 @@ def load_model(
       workdir or a checkpoint folder).
     workdir: a training run directory.
     checkpoint: one checkpoint folder `<workdir>/checkpoints/<step>`.
-    pretrained: the name of a pretrained model (`pretrained.available()`).
+    pretrained: the name of a pretrained model
+      (`s4jax.pretrained.available()`).
     step: with `workdir`: None/'latest', 'best' or a step number.
     pretrained_dir: with `pretrained` (or a name as `source`): the folder
-      holding the pretrained models (default: `pretrained.default_root()`).
+      holding the pretrained models (default:
+      `s4jax.pretrained.default_root()`).
 
   Returns:
     The `s4jax.inference.SpeechModel`, with `.config` and `.step`.
@@ -150,7 +139,7 @@ def load_model(
     FileNotFoundError: a missing workdir or checkpoint folder.
     CheckpointError: a folder that holds no usable checkpoint, or a corrupt
       or mismatched one.
-    pretrained.PretrainedError: an unknown pretrained name (the message
+    s4jax.pretrained.PretrainedError: an unknown pretrained name (the message
       lists the available ones) or a damaged pretrained folder.
     UnknownSourceError: a `source` that is neither.
   """
@@ -161,10 +150,7 @@ def load_model(
       f'pretrained; got {len(given)}.'
     )
   if source:
-    try:
-      names = _pretrained_hub().available(pretrained_dir)
-    except ValueError:  # No pretrained package: paths still load.
-      names = []
+    names = hub.available(pretrained_dir)
     if source not in names:
       if os.path.exists(source):
         return _load_run(source, step)
@@ -175,7 +161,7 @@ def load_model(
       )
     pretrained = source
   if pretrained:
-    return _pretrained_hub().from_pretrained(pretrained, root=pretrained_dir)
+    return hub.from_pretrained(pretrained, root=pretrained_dir)
   if checkpoint:
     return _load_run(checkpoint)
   return _load_run(workdir, step)

@@ -25,6 +25,9 @@ line that installs them (or use `--skip_missing`). About 6 minutes and
 
 from __future__ import annotations
 
+if not __package__:  # Run as a file: see launch/_checkout.py.
+  import _checkout  # noqa: F401
+
 import os
 import subprocess
 import sys

@@ -27,6 +27,9 @@ status: 0 when every step compiled and fits in 90 % of HBM, 1 otherwise
 
 from __future__ import annotations
 
+if not __package__:  # Run as a file: see launch/_checkout.py.
+  import _checkout  # noqa: F401
+
 import os
 
 # Host work (shapes, initial-state tracing) runs on the CPU, and libtpu is

@@ -23,6 +23,9 @@ or skips finished work. `--smoke` runs the same pipeline in seconds (tests).
 
 from __future__ import annotations
 
+if not __package__:  # Run as a file: see launch/_checkout.py.
+  import _checkout  # noqa: F401
+
 import glob
 import json
 import os

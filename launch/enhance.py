@@ -42,6 +42,9 @@ renamed into place when complete.
 
 from __future__ import annotations
 
+if not __package__:  # Run as a file: see launch/_checkout.py.
+  import _checkout  # noqa: F401
+
 from absl import app, flags
 
 from harness import runtime

@@ -12,6 +12,9 @@ processes when they are CPU-heavy (PESQ, STOI, DNSMOS, composite).
 
 from __future__ import annotations
 
+if not __package__:  # Run as a file: see launch/_checkout.py.
+  import _checkout  # noqa: F401
+
 import json
 import os
 

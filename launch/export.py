@@ -25,6 +25,9 @@ LiteRT file on a WAV file with no JAX installed.
 
 from __future__ import annotations
 
+if not __package__:  # Run as a file: see launch/_checkout.py.
+  import _checkout  # noqa: F401
+
 from absl import app, flags
 
 from harness import runtime

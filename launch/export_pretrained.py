@@ -1,7 +1,8 @@
 r"""Exports a training checkpoint as a pretrained model that ships with s4jax.
 
   python launch/export_pretrained.py --workdir=runs/ss4 --name=spiking_s4 \
-      [--step=best|latest|N] [--output_root=pretrained] [--seofp_bits=5] \
+      [--step=best|latest|N] [--output_root=s4jax/pretrained] \
+      [--seofp_bits=5] \
       [--overwrite]
 
 Writes `<output_root>/<name>/`: `config.json` (the run's config),
@@ -11,7 +12,8 @@ step, and TODO placeholders for the data, recipe, wall time and quality
 tables) and, with `--seofp_bits`, `params.seofp`, a SEOFP-packed copy whose
 size report is printed and added to the card. The model is then usable with
 no workdir: `launch/enhance.py --pretrained=<name>` (or `separate.py`) and
-`pretrained.from_pretrained('<name>')`.
+`s4jax.from_pretrained('<name>')` (`seofp=True` for the packed copy). The
+work is done by `harness.export_pretrained`.
 
 Files are written to a hidden temporary folder, loaded back and compared,
 then renamed into place, so an interrupted export leaves nothing that loads.
@@ -19,6 +21,9 @@ An existing `<output_root>/<name>` is refused unless `--overwrite`.
 """
 
 from __future__ import annotations
+
+if not __package__:  # Run as a file: see launch/_checkout.py.
+  import _checkout  # noqa: F401
 
 from absl import app, flags
 
@@ -46,8 +51,8 @@ _OUTPUT_ROOT = flags.DEFINE_string(
   'output_root',
   None,
   'Folder to write <name>/ into (default: $S4JAX_PRETRAINED_DIR, else the '
-  'pretrained/ package folder, where --pretrained and from_pretrained '
-  'look).',
+  's4jax/pretrained/ package folder, where --pretrained and '
+  's4jax.from_pretrained look).',
 )
 _SEOFP_BITS = flags.DEFINE_integer(
   'seofp_bits',
@@ -68,11 +73,11 @@ def main(argv):
   """Program entry point (after flag parsing)."""
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  from pretrained import export  # pylint: disable=g-import-not-at-top
+  from harness import export_pretrained  # pylint: disable=g-import-not-at-top
 
   runtime.quiet_library_logs()
   with runtime.errors_as_messages():
-    result = export.export_run(
+    result = export_pretrained.export_run(
       _WORKDIR.value,
       name=_NAME.value,
       step=_STEP.value,

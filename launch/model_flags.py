@@ -37,23 +37,44 @@ PRETRAINED_DIR = flags.DEFINE_string(
   'pretrained_dir',
   None,
   'With --pretrained: folder holding the pretrained models (default: '
-  '$S4JAX_PRETRAINED_DIR, else the pretrained/ package folder).',
+  '$S4JAX_PRETRAINED_DIR, else the s4jax/pretrained/ package folder).',
 )
 STEP = flags.DEFINE_string(
-  'step', 'latest', 'With --workdir: latest, best or a step number.'
+  'step',
+  'latest',
+  'With --workdir: latest, best or a step number (refused with --checkpoint '
+  'and --pretrained, which name one set of weights).',
 )
 
 
 class ModelFlagError(ValueError):
-  """Not exactly one model source given."""
+  """Not exactly one model source given, or --step without --workdir."""
 
 
 def check() -> None:
-  """Raises `ModelFlagError` unless exactly one model source is given."""
+  """Raises `ModelFlagError` unless the flags name exactly one model.
+
+  That is exactly one of the sources, and `--step` only with `--workdir`: a
+  checkpoint folder or a pretrained model holds one set of weights, so a
+  `--step` there would be ignored.
+  """
   sources = (WORKDIR.value, CHECKPOINT.value, PRETRAINED.value)
   if sum(bool(s) for s in sources) != 1:
     raise ModelFlagError(
       'Pass exactly one of --workdir, --checkpoint and --pretrained.'
+    )
+  if flags.FLAGS[STEP.name].present and not WORKDIR.value:
+    given = '--pretrained' if PRETRAINED.value else '--checkpoint'
+    what = (
+      f'the pretrained model {PRETRAINED.value!r} holds one set of weights '
+      '(its step is in its MODEL_CARD.md)'
+      if PRETRAINED.value
+      else f'--checkpoint={CHECKPOINT.value} is one step already'
+    )
+    raise ModelFlagError(
+      f'--step={STEP.value} applies to --workdir only, not to {given}: '
+      f'{what}. Drop --step, or pass --workdir=RUN to choose a checkpoint '
+      'of a training run.'
     )
 
 

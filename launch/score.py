@@ -40,6 +40,9 @@ returns the exit status.
 
 from __future__ import annotations
 
+if not __package__:  # Run as a file: see launch/_checkout.py.
+  import _checkout  # noqa: F401
+
 import dataclasses
 import functools
 import json

@@ -19,6 +19,9 @@ arrives), so there is no `--streaming` flag.
 
 from __future__ import annotations
 
+if not __package__:  # Run as a file: see launch/_checkout.py.
+  import _checkout  # noqa: F401
+
 from absl import app, flags
 
 from harness import runtime

@@ -30,6 +30,9 @@ parameters, and the output says so.
 
 from __future__ import annotations
 
+if not __package__:  # Run as a file: see launch/_checkout.py.
+  import _checkout  # noqa: F401
+
 import json
 import re
 import sys

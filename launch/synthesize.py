@@ -27,6 +27,9 @@ returns its exit status.
 
 from __future__ import annotations
 
+if not __package__:  # Run as a file: see launch/_checkout.py.
+  import _checkout  # noqa: F401
+
 import csv
 import hashlib
 import json

@@ -17,6 +17,9 @@ checkpoint in `--workdir`; SIGTERM saves a checkpoint and exits.
 
 from __future__ import annotations
 
+if not __package__:  # Run as a file: see launch/_checkout.py.
+  import _checkout  # noqa: F401
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 

@@ -223,7 +223,7 @@ def test_chunked_spiking_s4_stays_close_to_the_whole_signal():
   context is zeros). A window misplaced by one hop gives over 50%.
   """
   from data_pipelines import synthetic
-  from pretrained import hub
+  from s4jax.pretrained import hub
 
   model = hub.from_pretrained('spiking_s4')
   spec = synthetic.SyntheticSpec(

@@ -84,6 +84,6 @@ def test_bad_command_line_overrides_stop_at_parsing(override):
 def test_the_shipped_model_config_is_its_recipe():
   from configs import spiking_s4_offline
 
-  with open(ROOT / 'pretrained' / 'spiking_s4' / 'config.json') as f:
+  with open(ROOT / 's4jax' / 'pretrained' / 'spiking_s4' / 'config.json') as f:
     shipped = json.load(f)['model']
   assert shipped == spiking_s4_offline.get_config().model.to_dict()

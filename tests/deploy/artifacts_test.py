@@ -39,7 +39,7 @@ def exported(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def form():
-  from pretrained import hub
+  from s4jax.pretrained import hub
 
   return artifacts.stream_form(hub.from_pretrained('spiking_s4'), 'test')
 

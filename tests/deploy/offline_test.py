@@ -26,7 +26,7 @@ def _s4m_model():
 @pytest.mark.parametrize('which', ['spiking_s4', 's4m'])
 def test_offline_export_matches_jax_in_every_format(which, tmp_path):
   if which == 'spiking_s4':
-    from pretrained import hub
+    from s4jax.pretrained import hub
 
     model, seconds = hub.from_pretrained('spiking_s4'), 1.0
   else:
@@ -56,7 +56,7 @@ def test_offline_export_matches_jax_in_every_format(which, tmp_path):
 
 
 def test_offline_clip_too_short_and_stream_seofp_only(tmp_path):
-  from pretrained import hub
+  from s4jax.pretrained import hub
 
   model = hub.from_pretrained('spiking_s4')
   with pytest.raises(formats.ExportError, match='at least 1024 samples'):

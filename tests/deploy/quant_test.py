@@ -30,10 +30,13 @@ def test_decode_inverts_encode_for_both_granularities():
 
 def test_shipped_seofp_copy_is_what_the_graph_decodes():
   """Independent reference: the packed `params.seofp` of the pretrained model."""
-  from pretrained import export, hub
+  from harness import export_pretrained
+  from s4jax.pretrained import hub
 
   enh = hub.from_pretrained('spiking_s4')
-  enc = quant.encode_params(enh.params, export.seofp_rules(enh.config, 5))
+  enc = quant.encode_params(
+    enh.params, export_pretrained.seofp_rules(enh.config, 5)
+  )
   got = jax.jit(lambda: quant.decode_params(enc))()
   with open(hub.model_dir('spiking_s4') + '/params.seofp', 'rb') as f:
     want = packing.unpack(packing.from_bytes(f.read()))
@@ -47,7 +50,7 @@ def test_shipped_seofp_copy_is_what_the_graph_decodes():
 
 @pytest.fixture(scope='module')
 def seofp_export(tmp_path_factory):
-  from pretrained import hub
+  from s4jax.pretrained import hub
 
   enh = hub.from_pretrained('spiking_s4')
   form = artifacts.stream_form(enh, 'test', seofp_bits=5)
@@ -60,8 +63,8 @@ def seofp_export(tmp_path_factory):
 
 
 def test_seofp_onnx_is_smaller_and_runs_the_quantised_model(seofp_export):
-  from pretrained import hub
   from s4jax.models import portable
+  from s4jax.pretrained import hub
 
   form, meta, data = seofp_export
   q = meta['quantisation']

@@ -412,6 +412,15 @@ def _run_in_process(task, argv, *more):
     ('streaming', 'has no streaming mode'),
     ('wrong_tool', 'holds a separation model; use launch/separate.py'),
     ('bad_step', 'No checkpoint for step 7'),
+    (
+      'step_with_pretrained',
+      '--step=best applies to --workdir only, not to --pretrained: the '
+      "pretrained model 'spiking_s4' holds one set of weights",
+    ),
+    (
+      'step_with_checkpoint',
+      '--step=7 applies to --workdir only, not to --checkpoint',
+    ),
   ],
 )
 def test_enhance_rejects_bad_input_with_a_message(
@@ -432,9 +441,15 @@ def test_enhance_rejects_bad_input_with_a_message(
     'streaming': [good, '--streaming'],
     'wrong_tool': [good],
     'bad_step': [good, '--step=7'],
+    'step_with_pretrained': [good, '--step=best'],
+    'step_with_checkpoint': [good, '--step=7'],
   }[case]
   if case == 'no_model':
     model = []
+  if case == 'step_with_pretrained':
+    model = ['--pretrained=spiking_s4']
+  if case == 'step_with_checkpoint':
+    model = [f'--checkpoint={runs["enhancement"]}/checkpoints/2']
   if case == 'wrong_tool':
     model = [f'--workdir={runs["separation"]}']
   if not any(a.startswith('--output_dir') for a in args):

@@ -271,7 +271,7 @@ def test_offline_s4m_equals_the_model(small_s4m):
 
 @pytest.mark.slow
 def test_pretrained_spiking_s4_offline_and_exports_on_2_seconds():
-  from pretrained import hub  # pylint: disable=g-import-not-at-top
+  from s4jax.pretrained import hub  # pylint: disable=g-import-not-at-top
 
   enh = hub.from_pretrained('spiking_s4')
   n = 2 * enh.task.sample_rate

@@ -1,13 +1,17 @@
-"""Exports a training checkpoint as a pretrained model folder (see `hub`).
+"""Exports a training checkpoint as a pretrained model folder.
 
 `export_run(workdir, name=...)` restores a checkpoint with
-`harness.inference.load_model`, then writes `<root>/<name>/` with
-`config.json`, `params.msgpack` (float32 parameters only), a `MODEL_CARD.md`
-skeleton for the author to complete and, with `seofp_bits`, a SEOFP-packed
-`params.seofp`. Everything is written into a hidden temporary folder next to
-the destination, loaded back and compared, then renamed into place: a
-failed or interrupted export never leaves a folder that `available()` lists.
-`launch/export_pretrained.py` is its command line.
+`harness.inference.load_model`, then writes `<root>/<name>/` in the layout
+that `s4jax.pretrained.hub` reads: `config.json`, `params.msgpack` (float32
+parameters only), a `MODEL_CARD.md` skeleton for the author to complete and,
+with `seofp_bits`, a SEOFP-packed `params.seofp`. Everything is written into
+a hidden temporary folder next to the destination, loaded back and compared,
+then renamed into place: a failed or interrupted export never leaves a
+folder that `available()` lists. `launch/export_pretrained.py` is its
+command line; the default root is the `s4jax/pretrained/` package folder.
+
+Tooling, not library: it reads checkpoints through `harness`, so it lives
+here, above `s4jax`, whose `pretrained` subpackage only reads such folders.
 """
 
 from __future__ import annotations
@@ -26,9 +30,9 @@ import numpy as np
 from flax import serialization, traverse_util
 
 from harness import inference
-from pretrained import hub
 from s4jax import inference as inference_lib
 from s4jax.models import summary
+from s4jax.pretrained import hub
 
 
 class ExportError(ValueError):
@@ -140,8 +144,9 @@ def model_card(
   how: str,
   validation: list[str],
   seofp_report: str | None,
+  seofp_sha256: str | None = None,
 ) -> str:
-  """The MODEL_CARD.md skeleton (front matter read by `hub`)."""
+  """The MODEL_CARD.md skeleton (front matter read by `s4jax.pretrained`)."""
   config = model.config
   tool = 'separate.py' if model.separates else 'enhance.py'
   steps = int(config.train.num_steps)
@@ -154,13 +159,14 @@ def model_card(
     f'step: {model.step}',
     f'num_params: {count}',
     f'params_sha256: {params_sha256}',
+    *([f'seofp_sha256: {seofp_sha256}'] if seofp_sha256 else []),
     '---',
     '',
     f'# {name}',
     '',
     '<!-- Written by launch/export_pretrained.py. Replace every TODO; keep',
-    'the block between the --- lines above: pretrained.from_pretrained reads',
-    'the step from it and checks params.msgpack against params_sha256. -->',
+    'the block between the --- lines above: s4jax.from_pretrained reads the',
+    'step from it and checks the parameter files against their sha256. -->',
     '',
     '| | |',
     '|---|---|',
@@ -180,8 +186,8 @@ def model_card(
     '```',
     '',
     '```python',
-    'from pretrained import from_pretrained',
-    f"model = from_pretrained('{name}')",
+    'import s4jax',
+    f"model = s4jax.from_pretrained('{name}')",
     f'y = model(x)  # x: mono float32 at {model.sample_rate} Hz',
     '```',
     '',
@@ -228,7 +234,7 @@ def model_card(
       '',
       '`params.seofp` holds the same parameters packed with '
       '`s4jax.quant.packing`',
-      '(`packing.unpack(packing.from_bytes(blob))`):',
+      f"(`s4jax.from_pretrained('{name}', seofp=True)` runs them):",
       '',
       '```',
       seofp_report,
@@ -327,7 +333,8 @@ def export_run(
       (`<workdir>/checkpoints/<step>`).
     name: the model's folder name (letters, digits, `_`, `-`, `.`).
     step: 'best', 'latest'/None or a step number (workdir only).
-    output_root: where `<name>/` goes; default `hub.default_root()`.
+    output_root: where `<name>/` goes; default
+      `s4jax.pretrained.default_root()`.
     seofp_bits: also write `params.seofp` packed at this many exponent bits.
     overwrite: replace an existing `<output_root>/<name>`.
 
@@ -358,9 +365,10 @@ def export_run(
     hub.CONFIG_FILE: (model.config.to_json_best_effort(indent=2) + '\n'),
     hub.PARAMS_FILE: params_blob,
   }
-  report = None
+  report = seofp_digest = None
   if seofp_bits:
     files[hub.SEOFP_FILE], report = seofp_blob(params, model.config, seofp_bits)
+    seofp_digest = hub.sha256(files[hub.SEOFP_FILE])
   files[hub.CARD_FILE] = model_card(
     name,
     model,
@@ -370,6 +378,7 @@ def export_run(
     how=_step_how(step, model.config),
     validation=_validation_lines(workdir, model.step),
     seofp_report=report,
+    seofp_sha256=seofp_digest,
   )
   files = {k: v.encode() if isinstance(v, str) else v for k, v in files.items()}
 
@@ -377,6 +386,8 @@ def export_run(
     loaded = hub.load_dir(tmp)
     if not _same(loaded.params, params) or loaded.step != model.step:
       raise ExportError(f'The model read back from {tmp} differs; not saved.')
+    if seofp_bits:
+      hub.load_dir(tmp, seofp=True)  # Checksum and shapes of params.seofp.
 
   write_folder(dest, files, overwrite=overwrite, verify=verify)
   return Exported(

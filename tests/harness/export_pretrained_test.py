@@ -1,6 +1,9 @@
-"""pretrained/: export a run, list, load, and the errors of bad folders."""
+"""harness.export_pretrained: a run exported as a pretrained model folder.
 
-import json
+The folder is read back with `s4jax.pretrained` (its own tests, with folders
+written by hand, are in tests/pretrained/hub_test.py).
+"""
+
 import os
 import shutil
 
@@ -10,11 +13,11 @@ import pytest
 import soundfile as sf
 from flax import serialization
 
+from harness import export_pretrained as export
 from harness import inference, trainer
-from pretrained import export, hub
-from s4jax.training import tasks, testing
+from s4jax.pretrained import hub
+from s4jax.training import testing
 from tests.launch import cli
-from tests.models import config_test
 from tests.training import toy_config
 
 NAME = 'toy_se'
@@ -92,6 +95,12 @@ def test_params_file_is_float32_params_only_and_seofp_copy_unpacks(
   want = rules.quantize_params(params, r)
   jax.tree.map(np.testing.assert_array_equal, packed, want)
   assert '81.' in exported[1].seofp_report, exported[1].seofp_report
+  # The loader serves the packed copy, checked against the card's digest.
+  loaded = hub.from_pretrained(NAME, root=exported[0], seofp=True)
+  jax.tree.map(np.testing.assert_array_equal, loaded.params, want)
+  with open(os.path.join(folder, 'params.seofp'), 'rb') as f:
+    digest = hub.sha256(f.read())
+  assert hub.read_card(folder)['seofp_sha256'] == digest
 
 
 def test_model_card_records_model_count_step_and_placeholders(exported):
@@ -120,6 +129,8 @@ def test_model_card_records_model_count_step_and_placeholders(exported):
     '`model.hidden` = `16`',
     'training step | 2 of 2',
     '--pretrained=toy_se',
+    "model = s4jax.from_pretrained('toy_se')",
+    "s4jax.from_pretrained('toy_se', seofp=True)",
     'SEOFP sign + 5-bit exponent',
   ):
     assert fragment in text, f'{fragment!r} not in the card:\n{text}'
@@ -146,123 +157,6 @@ def test_a_failed_export_leaves_nothing(run, tmp_path, monkeypatch):
   assert os.listdir(tmp_path) == [], os.listdir(tmp_path)
   with pytest.raises(export.ExportError, match='--name'):
     export.export_run(run, name='../up', output_root=str(tmp_path))
-
-
-def test_unknown_name_lists_the_available_ones(exported, tmp_path):
-  root = exported[0]
-  with pytest.raises(hub.PretrainedError) as caught:
-    hub.from_pretrained('nope', root=root)
-  message = str(caught.value)
-  assert "Unknown pretrained model 'nope'" in message, message
-  assert f'available: {NAME}' in message, message
-  with pytest.raises(hub.PretrainedError, match='none is installed'):
-    hub.from_pretrained('nope', root=str(tmp_path))
-  assert hub.available(str(tmp_path / 'missing')) == []
-
-
-def test_incomplete_folder_is_not_listed_and_the_missing_file_named(
-  exported, tmp_path
-):
-  root, folder = _copy(exported, tmp_path)
-  os.remove(os.path.join(folder, 'MODEL_CARD.md'))
-  os.makedirs(os.path.join(root, '.hidden'))
-  assert hub.available(root) == []
-  with pytest.raises(hub.PretrainedError) as caught:
-    hub.from_pretrained(NAME, root=root)
-  assert os.path.join(folder, 'MODEL_CARD.md') in str(caught.value)
-
-
-def _drop_checksum(folder):
-  path = os.path.join(folder, 'MODEL_CARD.md')
-  with open(path) as f:
-    lines = [x for x in f if not x.startswith('params_sha256:')]
-  with open(path, 'w') as f:
-    f.writelines(lines)
-
-
-def test_corrupt_params_name_the_file_without_a_msgpack_traceback(
-  exported, tmp_path
-):
-  root, folder = _copy(exported, tmp_path)
-  path = os.path.join(folder, 'params.msgpack')
-  with open(path, 'rb') as f:
-    blob = f.read()
-  with open(path, 'wb') as f:
-    f.write(blob[: len(blob) // 2])
-  with pytest.raises(hub.PretrainedError) as caught:
-    hub.from_pretrained(NAME, root=root)
-  assert f'{path} is corrupt' in str(caught.value), str(caught.value)
-  assert 'params_sha256' in str(caught.value)
-  # Without the checksum, msgpack's own failure becomes one clear error.
-  _drop_checksum(folder)
-  for bad in (blob[: len(blob) // 2], b'\x00garbage', b''):
-    with open(path, 'wb') as f:
-      f.write(bad)
-    with pytest.raises(hub.PretrainedError) as caught:
-      hub.from_pretrained(NAME, root=root)
-    assert f'{path} is corrupt' in str(caught.value), str(caught.value)
-    assert caught.value.__cause__ is None and caught.value.__suppress_context__
-
-
-def test_params_of_another_model_say_what_differs(exported, tmp_path):
-  root, folder = _copy(exported, tmp_path)
-  path = os.path.join(folder, 'config.json')
-  with open(path) as f:
-    config = json.load(f)
-  config['model']['hidden'] = 8
-  with open(path, 'w') as f:
-    json.dump(config, f)
-  with pytest.raises(hub.PretrainedError) as caught:
-    hub.from_pretrained(NAME, root=root)
-  message = str(caught.value)
-  for fragment in (
-    'params.msgpack does not match the model of its config.json',
-    '4 of another shape or dtype',
-    'encoder/kernel is (32, 16) float32, the model wants (32, 8) float32',
-    'log_dt is (16,) float32, the model wants (8,) float32',
-  ):
-    assert fragment in message, f'{fragment!r} not in {message!r}'
-  with open(path, 'w') as f:
-    f.write('{"task": ')
-  with pytest.raises(hub.PretrainedError, match=f'{path} is not valid JSON'):
-    hub.from_pretrained(NAME, root=root)
-
-
-def test_flat_config_of_an_older_version_loads_the_same_model(tmp_path):
-  """The shipped Spiking-S4 with its config.json as older versions wrote it."""
-  folder = tmp_path / 'old_spiking_s4'
-  shutil.copytree(hub.model_dir('spiking_s4'), folder)
-  path = folder / 'config.json'
-  config = json.loads(path.read_text())
-  config['model'] = config_test.FLAT_SPIKING_S4
-  path.write_text(json.dumps(config))
-  old = hub.from_pretrained('old_spiking_s4', root=str(tmp_path))
-  new = hub.from_pretrained('spiking_s4')
-  assert old.config.model.to_dict() == new.config.model.to_dict()
-  x = np.random.default_rng(2).standard_normal(4000).astype(np.float32) * 0.1
-  np.testing.assert_array_equal(old(x), new(x))
-  config['model'] = {**config_test.FLAT_SPIKING_S4, 'neuron': {'v_th': 2.0}}
-  path.write_text(json.dumps(config))
-  with pytest.raises(hub.PretrainedError, match=f'{path}: .*v_th'):
-    hub.from_pretrained('old_spiking_s4', root=str(tmp_path))
-
-
-def test_hand_written_separation_folder_loads(tmp_path):
-  """The three files alone (no front matter) make a usable model."""
-  config = toy_config.get_config('task=separation')
-  params = tasks.create_task(config).init(jax.random.key(1), 512)
-  folder = tmp_path / 'toy_sep'
-  folder.mkdir()
-  (folder / 'config.json').write_text(config.to_json_best_effort())
-  (folder / 'params.msgpack').write_bytes(serialization.to_bytes(params))
-  (folder / 'MODEL_CARD.md').write_text('# toy_sep\n')
-  model = hub.from_pretrained('toy_sep', root=str(tmp_path))
-  assert model.separates and model.num_outputs == 2 and model.step == 0
-  x = np.random.default_rng(1).standard_normal(512).astype(np.float32)
-  y = model(x)
-  assert y.shape == (2, 512), y.shape
-  want = tasks.create_task(config).apply(params, x[None], train=False)
-  np.testing.assert_array_equal(y, np.asarray(want['estimates'][0]))
 
 
 def test_command_lines_export_then_enhance_with_pretrained(run, tmp_path):

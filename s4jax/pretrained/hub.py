@@ -1,4 +1,4 @@
-"""Pretrained models shipped with the package: list, check and load them.
+"""Pretrained models shipped with s4jax: list, check and load them.
 
 A pretrained model is a folder `<root>/<name>/` holding
 
@@ -7,16 +7,19 @@ A pretrained model is a folder `<root>/<name>/` holding
                   else (no optimiser state);
   MODEL_CARD.md   what the model is, how it was trained, how good it is. Its
                   front matter (a `---` block of `key: value` lines) records
-                  the training `step` and the `params_sha256` of
-                  params.msgpack, which loading checks;
+                  the training `step`, the `params_sha256` of params.msgpack
+                  and, with a SEOFP copy, the `seofp_sha256` of params.seofp,
+                  which loading checks;
 
-and optionally `params.seofp`, a SEOFP-packed copy (`s4jax.quant.packing`).
-`launch/export_pretrained.py` writes such folders from a training run.
+and optionally `params.seofp`, a SEOFP-packed copy (`s4jax.quant.packing`),
+which `from_pretrained(name, seofp=True)` runs. `launch/export_pretrained.py`
+(`harness.export_pretrained`) writes such folders from a training run.
 
 `<root>` is the `root` argument, else the environment variable
-`S4JAX_PRETRAINED_DIR`, else this package's own folder (so the models that
-ship with it work from any install). This package is separate from `s4jax`
-because it reads files; `s4jax` does no file I/O.
+`S4JAX_PRETRAINED_DIR`, else this package's own folder (the models that ship
+as package data, so they work from any install). This is the library's one
+file reader: everything else in `s4jax` is pure, and nothing here reads a
+file before a function is called.
 """
 
 from __future__ import annotations
@@ -35,7 +38,34 @@ from flax import serialization
 
 from s4jax import inference, models
 from s4jax.models import summary
+from s4jax.quant import packing
 from s4jax.training import tasks as tasks_lib
+
+__all__ = [
+  'CARD_FILE',
+  'CONFIG_FILE',
+  'ENV_VAR',
+  'NAME_PATTERN',
+  'PARAMS_FILE',
+  'REQUIRED_FILES',
+  'SEOFP_FILE',
+  'PretrainedError',
+  'available',
+  'check_params',
+  'default_root',
+  'expected_params',
+  'flat_shapes',
+  'from_pretrained',
+  'load_dir',
+  'missing_files',
+  'model_dir',
+  'param_differences',
+  'read_card',
+  'read_config',
+  'read_params',
+  'read_seofp',
+  'sha256',
+]
 
 flat_shapes = summary.flat_shapes  # Re-exported: part of this module's API.
 param_differences = summary.param_differences
@@ -57,7 +87,11 @@ class PretrainedError(ValueError):
 
 
 def default_root() -> str:
-  """`$S4JAX_PRETRAINED_DIR` if set, else this package's folder."""
+  """`$S4JAX_PRETRAINED_DIR` if set, else this package's folder.
+
+  The package folder is `s4jax/pretrained/` of the install (of the checkout,
+  with an editable install): the models shipped as package data.
+  """
   return os.environ.get(ENV_VAR) or os.path.dirname(os.path.abspath(__file__))
 
 
@@ -181,6 +215,19 @@ def sha256(data: bytes) -> str:
   return hashlib.sha256(data).hexdigest()
 
 
+def _read_checked(path: str, card: dict[str, str] | None, key: str) -> bytes:
+  """The bytes of `path`, checked against the card's `key` (if it has one)."""
+  blob = _read(path)
+  want = (card or {}).get(key)
+  if want and sha256(blob) != want:
+    raise PretrainedError(
+      f'{path} is corrupt: its SHA-256 does not match the {key} in '
+      f'{CARD_FILE} ({len(blob):,} bytes). Restore the file (e.g. from '
+      'git, or reinstall s4jax) or export the model again.'
+    )
+  return blob
+
+
 def read_params(folder: str, card: dict[str, str] | None = None) -> Any:
   """The parameter tree in `folder/params.msgpack` (NumPy leaves).
 
@@ -193,14 +240,7 @@ def read_params(folder: str, card: dict[str, str] | None = None) -> Any:
       is not a msgpack parameter tree.
   """
   path = os.path.join(folder, PARAMS_FILE)
-  blob = _read(path)
-  want = (card or {}).get('params_sha256')
-  if want and sha256(blob) != want:
-    raise PretrainedError(
-      f'{path} is corrupt: its SHA-256 does not match the params_sha256 in '
-      f'{CARD_FILE} ({len(blob):,} bytes). Restore the file (e.g. from '
-      'git) or export the model again.'
-    )
+  blob = _read_checked(path, card, 'params_sha256')
   try:
     tree = serialization.msgpack_restore(blob)
   except Exception as e:  # msgpack raises several unrelated types.
@@ -214,6 +254,38 @@ def read_params(folder: str, card: dict[str, str] | None = None) -> Any:
       'tree (nested dicts of arrays).'
     )
   return tree
+
+
+def read_seofp(folder: str, card: dict[str, str] | None = None) -> Any:
+  """The SEOFP-packed copy in `folder/params.seofp`, unpacked (NumPy leaves).
+
+  The values are `s4jax.quant.rules.quantize_params` of the float
+  parameters at the packed precision (`s4jax.quant.packing.unpack`), bit for
+  bit.
+
+  Args:
+    folder: a model folder.
+    card: its card's front matter; its `seofp_sha256`, if any, is checked.
+
+  Raises:
+    PretrainedError: the folder has no SEOFP copy, or the file does not
+      match the checksum or is not a packed parameter file.
+  """
+  path = os.path.join(folder, SEOFP_FILE)
+  if not os.path.isfile(path):
+    raise PretrainedError(
+      f'{folder} has no SEOFP copy ({SEOFP_FILE}); load the float model '
+      '(seofp=False), or export the run again with '
+      'launch/export_pretrained.py --seofp_bits=5.'
+    )
+  blob = _read_checked(path, card, 'seofp_sha256')
+  try:
+    return packing.unpack(packing.from_bytes(blob))
+  except Exception as e:  # msgpack and the format checks raise several types.
+    raise PretrainedError(
+      f'{path} is corrupt: not a SEOFP-packed parameter file '
+      f'({type(e).__name__}: {str(e)[:200]}).'
+    ) from None
 
 
 # Checking ---------------------------------------------------------------------
@@ -254,8 +326,13 @@ def check_params(
 # Loading ----------------------------------------------------------------------
 
 
-def load_dir(folder: str) -> inference.SpeechModel:
+def load_dir(folder: str, *, seofp: bool = False) -> inference.SpeechModel:
   """Loads the model in `folder` (any path; see the module doc).
+
+  Args:
+    folder: a model folder.
+    seofp: run the SEOFP-packed copy (`params.seofp`) instead of the float
+      parameters (see `from_pretrained`).
 
   Returns:
     The same kind of object as `harness.inference.load_model`: an
@@ -282,8 +359,11 @@ def load_dir(folder: str) -> inference.SpeechModel:
       f'build: {e}'
     ) from None
   card = read_card(folder)
-  params = read_params(folder, card)
-  check_params(params, config, os.path.join(folder, PARAMS_FILE), task)
+  if seofp:
+    params, path = read_seofp(folder, card), os.path.join(folder, SEOFP_FILE)
+  else:
+    params, path = read_params(folder, card), os.path.join(folder, PARAMS_FILE)
+  check_params(params, config, path, task)
   try:
     step = int(card.get('step', 0))
   except ValueError:
@@ -293,13 +373,23 @@ def load_dir(folder: str) -> inference.SpeechModel:
 
 
 def from_pretrained(
-  name: str, root: str | None = None
+  name: str, root: str | None = None, *, seofp: bool = False
 ) -> inference.SpeechModel:
   """Loads the pretrained model `name` (one of `available(root)`).
+
+    import s4jax
+    model = s4jax.from_pretrained('spiking_s4')
+    enhanced = model(noisy)   # mono float32 at model.sample_rate
+    small = s4jax.from_pretrained('spiking_s4', seofp=True)
 
   Args:
     name: a model folder name, e.g. 'spiking_s4' or 's4m_tiny'.
     root: folder holding the models; default `default_root()`.
+    seofp: run the SEOFP-packed copy (`params.seofp`, sign + exponent
+      weights, 6 bits each at 5 exponent bits) instead of the float32
+      parameters: the same model with the packed weights as its `params`.
+      Unless the model was trained with the same quantisation rules, its
+      outputs differ a little from the float model's (see its MODEL_CARD.md).
 
   Returns:
     The model, like `harness.inference.load_model` returns it (an
@@ -308,7 +398,7 @@ def from_pretrained(
     separated sources `(S, T)`.
 
   Raises:
-    PretrainedError: unknown name (lists the available ones), or a missing,
-      corrupt or mismatched file (named).
+    PretrainedError: unknown name (lists the available ones), no SEOFP copy
+      (with `seofp`), or a missing, corrupt or mismatched file (named).
   """
-  return load_dir(model_dir(name, root))
+  return load_dir(model_dir(name, root), seofp=seofp)
