@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import optimize
 
-from s4jax.audio import pit
+from s4jax.audio import losses, pit
 
 EPS = 1e-8
 
@@ -97,10 +97,178 @@ def test_permutation_invariance(pair_fn):
     )
 
 
-def test_exhaustive_equals_hungarian_random_3_sources():
-  rng = np.random.default_rng(3)
-  pw = jnp.asarray(rng.standard_normal((64, 3, 3)), jnp.float32)
-  a = pit.best_perm_exhaustive(pw)
+def _assignment_costs(cost, cols):
+  """float64 `sum_r cost[..., r, cols[..., r]]`."""
+  cost = np.asarray(cost, np.float64)
+  cols = np.asarray(cols)
+  return np.take_along_axis(cost, cols[..., None], axis=-1)[..., 0].sum(-1)
+
+
+def _scipy_cols(cost):
+  """scipy's column per row for each `(S, S)` matrix of `(N, S, S)`."""
+  return np.stack(
+    [optimize.linear_sum_assignment(m)[1] for m in np.asarray(cost)]
+  )
+
+
+def _assert_permutations(cols, what):
+  cols = np.asarray(cols)
+  want = np.arange(cols.shape[-1])
+  cols = cols.reshape(-1, want.size)
+  bad = np.flatnonzero((np.sort(cols, -1) != want).any(-1))
+  assert bad.size == 0, (
+    f'{what}: expected permutations of {want}, got {cols[bad[:3]]}'
+  )
+
+
+def _assert_same_cost(cost, got, want, atol, what):
+  """Assignments `got` (ours) and `want` (scipy) cost the same within atol."""
+  num = np.shape(cost)[-1]
+  cost = np.reshape(cost, (-1, num, num))
+  got = np.reshape(got, (-1, num))
+  want = np.reshape(want, (-1, num))
+  got_cost = _assignment_costs(cost, got)
+  want_cost = _assignment_costs(cost, want)
+  err = np.abs(got_cost - want_cost)
+  worst = int(np.argmax(err))
+  assert err[worst] <= atol, (
+    f'{what}: expected total cost {want_cost[worst]} (scipy {want[worst]}),'
+    f' got {got_cost[worst]} ({got[worst]}); |diff| {err[worst]}'
+    f' > {atol}'
+  )
+
+
+_RNG_FAMILIES = {
+  # Gaussian: the optimum is unique, so the columns must match scipy's.
+  'normal': lambda rng, shape: rng.standard_normal(shape),
+  # Large, shifted values: the potentials see a wide dynamic range.
+  'shifted': lambda rng, shape: 1e5 + 1e3 * rng.standard_normal(shape),
+  # Small integers: many exactly tied optima.
+  'ties': lambda rng, shape: rng.integers(0, 3, shape).astype(np.float64),
+}
+
+
+@pytest.mark.parametrize('family', sorted(_RNG_FAMILIES))
+@pytest.mark.parametrize('num', range(1, 9))
+def test_linear_sum_assignment_matches_scipy(num, family):
+  rng = np.random.default_rng(100 * num + len(family))
+  cost = _RNG_FAMILIES[family](rng, (200, num, num)).astype(np.float32)
+  got = np.asarray(jax.jit(pit.linear_sum_assignment)(cost))
+  want = _scipy_cols(cost)
+  _assert_permutations(got, f'S={num} {family}')
+  # float32 solver against float64 scipy: a few float32 ulps of the total;
+  # small integer costs are exact in float32, so their totals must be equal.
+  atol = 0.0 if family == 'ties' else 4e-7 * float(np.abs(cost).max()) * num
+  _assert_same_cost(cost, got, want, atol, f'S={num} {family}')
+  if family == 'normal':
+    mismatch = np.flatnonzero((got != want).any(-1))
+    assert mismatch.size == 0, (
+      f'S={num}: expected scipy columns {want[mismatch[0]]}, got '
+      f'{got[mismatch[0]]} (matrix {mismatch[0]})'
+    )
+
+
+def test_linear_sum_assignment_all_tied():
+  # c[i, j] = a[i] + b[j]: every assignment costs sum(a) + sum(b).
+  rng = np.random.default_rng(11)
+  solve = jax.jit(pit.linear_sum_assignment)
+  for num in (1, 4, 7):
+    a, b = rng.integers(-4, 4, (2, num)).astype(np.float32)
+    cost = np.stack([a[:, None] + b[None, :], np.zeros((num, num))])
+    cost = cost.astype(np.float32)
+    got = np.asarray(solve(cost))
+    _assert_permutations(got, f'S={num} all tied')
+    _assert_same_cost(cost, got, _scipy_cols(cost), 0.0, f'S={num} all tied')
+
+
+# Stands for the host path's 1e30 in float64 references: it dominates any
+# sum of the finite test entries (|x| < 10, S <= 8) and keeps their precision.
+_BIG = 1e6
+
+
+def _nonfinite_problems(rng, num, count):
+  cost = rng.standard_normal((count, num, num)).astype(np.float32)
+  kind = rng.choice(4, size=cost.shape, p=[0.7, 0.1, 0.1, 0.1])
+  cost[kind == 1] = np.nan
+  cost[kind == 2] = np.inf
+  cost[kind == 3] = -np.inf
+  # Whole rows and columns of NaN / +inf, and an all non-finite matrix.
+  cost[0, 0, :] = np.nan
+  cost[1, :, -1] = np.inf
+  cost[2] = np.nan
+  cost[3, :, 0] = -np.inf
+  return cost
+
+
+def _nonfinite_reference(cost):
+  """scipy's columns per row under the documented order of `pit`."""
+  cost = np.asarray(cost, np.float64)
+  ref = np.nan_to_num(cost, nan=_BIG, posinf=_BIG, neginf=-_BIG)
+  return _scipy_cols(ref)
+
+
+def _bad_and_finite(cost, cols):
+  picked = np.take_along_axis(
+    np.asarray(cost, np.float64), np.asarray(cols)[..., None], axis=-1
+  )[..., 0]
+  bad = np.isnan(picked) | (picked == np.inf)
+  bad = bad.sum(-1) - (picked == -np.inf).sum(-1)
+  finite = np.where(np.isfinite(picked), picked, 0).sum(-1)
+  return bad, finite
+
+
+@pytest.mark.parametrize('num', range(1, 9))
+def test_linear_sum_assignment_nonfinite(num):
+  rng = np.random.default_rng(200 + num)
+  cost = _nonfinite_problems(rng, num, 100)
+  got = np.asarray(jax.jit(pit.linear_sum_assignment)(cost))
+  _assert_permutations(got, f'S={num} non-finite')
+  want = _nonfinite_reference(cost)
+  got_bad, got_fin = _bad_and_finite(cost, got)
+  want_bad, want_fin = _bad_and_finite(cost, want)
+  wrong = np.flatnonzero(got_bad != want_bad)
+  assert wrong.size == 0, (
+    f'S={num}: expected (NaN or +inf) - (-inf) count {want_bad[wrong[0]]}, '
+    f'got {got_bad[wrong[0]]} for matrix {wrong[0]}:\n{cost[wrong[0]]}'
+  )
+  err = np.abs(got_fin - want_fin)
+  assert err.max() <= 1e-5 * num, (
+    f'S={num}: expected finite sum {want_fin[np.argmax(err)]}, got '
+    f'{got_fin[np.argmax(err)]} (matrix {np.argmax(err)})'
+  )
+  # The host path's own mapping (1e30) agrees on the count.
+  host = _scipy_cols(
+    np.nan_to_num(cost.astype(np.float64), nan=1e30, posinf=1e30, neginf=-1e30)
+  )
+  host_bad, _ = _bad_and_finite(cost, host)
+  np.testing.assert_array_equal(got_bad, host_bad)
+
+
+@pytest.mark.parametrize('num', range(1, 6))
+def test_exhaustive_nonfinite_same_order(num):
+  # pw[b, i, j] (estimate i, target j); scipy solves pw.T (targets as rows).
+  rng = np.random.default_rng(300 + num)
+  pw = _nonfinite_problems(rng, num, 60)
+  for method in ('exhaustive', 'hungarian'):
+    got = np.asarray(jax.jit(pit.find_best_perm, static_argnums=1)(pw, method))
+    _assert_permutations(got, f'{method} S={num}')
+    pw_t = np.swapaxes(pw, -1, -2)
+    want = _nonfinite_reference(pw_t)
+    got_bad, got_fin = _bad_and_finite(pw_t, got)
+    want_bad, want_fin = _bad_and_finite(pw_t, want)
+    np.testing.assert_array_equal(
+      got_bad, want_bad, err_msg=f'{method} S={num}: bad-entry counts'
+    )
+    np.testing.assert_allclose(
+      got_fin, want_fin, atol=1e-5 * num, err_msg=f'{method} S={num}'
+    )
+
+
+@pytest.mark.parametrize('num', range(2, 8))
+def test_exhaustive_equals_hungarian(num):
+  rng = np.random.default_rng(3 + num)
+  pw = jnp.asarray(rng.standard_normal((64, num, num)), jnp.float32)
+  a = jax.jit(pit.best_perm_exhaustive)(pw)
   b = jax.jit(pit.best_perm_hungarian)(pw)
   np.testing.assert_allclose(
     np.asarray(pit.matched_loss(pw, a)),
@@ -113,6 +281,7 @@ def test_exhaustive_equals_hungarian_random_3_sources():
 
 def test_hungarian_many_sources_matches_scipy_and_grad():
   est, tgt, true_perm = _problem(2, 5, length=1000, seed=4)
+  assert pit.MAX_EXHAUSTIVE_SOURCES < 5, 'S=5 should take the Hungarian path'
   loss, perm = jax.jit(lambda e, t: pit.pit_loss(e, t, 'neg_snr'))(est, tgt)
   np.testing.assert_array_equal(np.asarray(perm), true_perm)
   pw = np.asarray(pit.pairwise_neg_snr(est, tgt), np.float64)
@@ -120,21 +289,80 @@ def test_hungarian_many_sources_matches_scipy_and_grad():
     [pw[b].T[optimize.linear_sum_assignment(pw[b].T)].mean() for b in range(2)]
   )
   assert abs(float(loss) - want) < 1e-4, f'expected {want}, got {float(loss)}'
-  grad = jax.grad(lambda e: pit.pit_loss(e, tgt, 'neg_snr')[0])(
+  grad = jax.jit(jax.grad(lambda e: pit.pit_loss(e, tgt, 'neg_snr')[0]))(
     jnp.asarray(est)
   )
   assert np.all(np.isfinite(np.asarray(grad))), 'non-finite gradient'
-  assert float(jnp.abs(grad).sum()) > 0, 'gradient should flow to estimates'
+  # Reference: the gradient of the loss at scipy's (fixed) permutation.
+  cols = _scipy_cols(np.swapaxes(pw, -1, -2))
+
+  def fixed(e):
+    aligned = e[np.arange(2)[:, None], cols]
+    return jnp.mean(losses.neg_snr(aligned, jnp.asarray(tgt), zero_mean=True))
+
+  want_grad = np.asarray(jax.grad(fixed)(jnp.asarray(est)))
+  assert np.abs(want_grad).sum() > 0, 'bad setup: zero reference gradient'
+  np.testing.assert_allclose(
+    np.asarray(grad), want_grad, rtol=1e-4, atol=1e-7 * np.abs(want_grad).max()
+  )
 
 
-def test_hungarian_under_vmap():
+@pytest.mark.parametrize('num', [4, 6])
+def test_hungarian_under_jit_vmap(num):
   rng = np.random.default_rng(5)
-  pw = jnp.asarray(rng.standard_normal((3, 2, 4, 4)), jnp.float32)
-  got = jax.vmap(pit.best_perm_hungarian)(pw)
-  for i in range(3):
-    for b in range(2):
-      _, col = optimize.linear_sum_assignment(np.asarray(pw[i, b]).T)
-      np.testing.assert_array_equal(np.asarray(got[i, b]), col)
+  pw = jnp.asarray(rng.standard_normal((3, 16, num, num)), jnp.float32)
+  got = np.asarray(jax.jit(jax.vmap(pit.best_perm_hungarian))(pw))
+  want = _scipy_cols(np.swapaxes(np.asarray(pw), -1, -2).reshape(-1, num, num))
+  np.testing.assert_array_equal(got.reshape(-1, num), want)
+  # Extra leading axes in one call, too.
+  np.testing.assert_array_equal(
+    np.asarray(jax.jit(pit.linear_sum_assignment)(np.swapaxes(pw, -1, -2))),
+    got,
+  )
+
+
+def _jaxpr_text(fn, *args):
+  return str(jax.make_jaxpr(fn)(*args))
+
+
+def test_callback_check_sees_callbacks():
+  # Guards the next test: a host callback does show up in the jaxpr text.
+  def host(x):
+    return jax.pure_callback(np.sin, jax.ShapeDtypeStruct(x.shape, x.dtype), x)
+
+  assert 'callback' in _jaxpr_text(host, jnp.zeros(3))
+
+
+@pytest.mark.parametrize('num', [4, 6])
+@pytest.mark.parametrize('method', ['auto', 'hungarian'])
+def test_pit_loss_has_no_host_callback(num, method):
+  est, tgt, _ = _problem(2, num, length=200, seed=12)
+
+  def loss(e, t):
+    return pit.pit_loss(e, t, 'neg_snr', method=method)[0]
+
+  cases = {
+    'loss': (loss, est, tgt),
+    'grad': (jax.grad(loss), est, tgt),
+    'vmap': (jax.vmap(loss), est[None], tgt[None]),
+  }
+  for name, (fn, *args) in cases.items():
+    text = _jaxpr_text(fn, *args)
+    assert 'callback' not in text, (
+      f'S={num} {method} {name}: expected no host callback in the jaxpr, got '
+      f'{[ln for ln in text.splitlines() if "callback" in ln][:3]}'
+    )
+  # The solver is really traced: 'hungarian', and 'auto' above the
+  # exhaustive limit, loop with while; the exhaustive search does not.
+  hungarian = method == 'hungarian' or num > pit.MAX_EXHAUSTIVE_SOURCES
+  assert ('while' in _jaxpr_text(loss, est, tgt)) == hungarian, (
+    f'S={num} {method}: expected the Hungarian solver: {hungarian}'
+  )
+
+
+def test_linear_sum_assignment_rejects_non_square():
+  with pytest.raises(ValueError, match='square'):
+    pit.linear_sum_assignment(jnp.zeros((3, 4)))
 
 
 def test_pairwise_matrix_orientation():
