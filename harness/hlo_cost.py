@@ -183,17 +183,25 @@ class Module:
     return out
 
   # Counted loops: `i < N` on tuple element k, k starting at a constant and
-  # stepping by a constant.
+  # stepping by a constant. `_expr` reads an instruction as a small
+  # expression, looking through copies, converts and fusions (whose
+  # parameters stand for the fusion's operands).
 
   def _counted_loop_trips(
     self, comp: str, init: str, cond: str, body: str
   ) -> int | None:
-    test = self._loop_test(cond)
-    if test is None:
+    test = self._expr(cond, self._root(cond))
+    if test[0] != 'compare':
       return None
-    index, bound, direction = test
-    start = self._tuple_constant(comp, init, index)
-    step = self._body_step(body, index)
+    _, direction, a, b = test
+    if b[0] == 'gte' and a[0] == 'constant':
+      flip = {'GT': 'LT', 'GE': 'LE', 'LT': 'GT', 'LE': 'GE', 'NE': 'NE'}
+      a, b, direction = b, a, flip.get(direction, '')
+    if a[0] != 'gte' or b[0] != 'constant':
+      return None
+    index, bound = a[1], b[1]
+    start = self._tuple_element(comp, init, index)
+    step = self._step(body, index)
     if start is None or not step:
       return None
     span = bound - start
@@ -203,8 +211,11 @@ class Module:
       return None
     return max(0, math.ceil(span / step))
 
+  def _root(self, comp: str) -> str:
+    return self.instructions.get(comp, {}).get('ROOT', '')
+
   def _operands(self, inst: str) -> list[str]:
-    m = re.search(r'\s[\w\-]+\(([^)]*)\)', inst)
+    m = re.search(r'\s[\w\-]+\(([^)]*)\)', ' ' + inst.split(', metadata=')[0])
     if not m:
       return []
     return [x.strip().lstrip('%') for x in m.group(1).split(',') if x.strip()]
@@ -213,82 +224,62 @@ class Module:
     m = re.search(r'\s([\w\-]+)\(', ' ' + inst.split(', metadata=')[0])
     return m.group(1) if m else ''
 
-  def _constant(self, comp: str, name: str) -> int | None:
-    inst = self.instructions[comp].get(name, '')
-    op = self._opcode(inst)
+  def _expr(self, comp: str, name: str, outer: tuple | None = None) -> tuple:
+    """Instruction `name` of `comp` as a small expression tuple.
+
+    Returns:
+      `('constant', c)`, `('gte', k)`, `('add', x, y)`,
+      `('compare', direction, x, y)`, or `('?',)` for anything else.
+    """
+    inst = self.instructions.get(comp, {}).get(name, '')
+    op, args = self._opcode(inst), self._operands(inst)
+    if op in ('copy', 'bitcast', 'convert', 'reshape') and args:
+      return self._expr(comp, args[0], outer)
+    if op == 'parameter' and outer is not None:
+      pos = int(re.search(r'parameter\((\d+)\)', inst).group(1))
+      outer_comp, outer_args, outer_outer = outer
+      if pos < len(outer_args):
+        return self._expr(outer_comp, outer_args[pos], outer_outer)
+    if op == 'fusion':
+      called = re.search(r'calls=%([\w.\-]+)', inst)
+      if called:
+        fused = called.group(1)
+        return self._expr(fused, self._root(fused), (comp, args, outer))
     if op == 'constant':
       m = re.search(r'constant\((-?\d+)\)', inst)
-      return int(m.group(1)) if m else None
-    if op in ('copy', 'bitcast', 'convert'):
-      args = self._operands(inst)
-      return self._constant(comp, args[0]) if args else None
-    return None
+      return ('constant', int(m.group(1))) if m else ('?',)
+    if op == 'get-tuple-element':
+      m = re.search(r'index=(\d+)', inst)
+      return ('gte', int(m.group(1))) if m else ('?',)
+    if op == 'add' and len(args) == 2:
+      return ('add', self._expr(comp, args[0], outer),
+              self._expr(comp, args[1], outer))  # fmt: skip
+    if op == 'compare' and len(args) == 2:
+      direction = re.search(r'direction=(\w+)', inst)
+      return ('compare', direction.group(1) if direction else '',
+              self._expr(comp, args[0], outer),
+              self._expr(comp, args[1], outer))  # fmt: skip
+    return ('?',)
 
-  def _gte_index(self, comp: str, name: str) -> int | None:
-    inst = self.instructions[comp].get(name, '')
-    if self._opcode(inst) in ('copy', 'bitcast', 'convert'):
-      return self._gte_index(comp, self._operands(inst)[0])
-    if self._opcode(inst) != 'get-tuple-element':
-      return None
-    m = re.search(r'index=(\d+)', inst)
-    return int(m.group(1)) if m else None
-
-  def _loop_test(self, cond: str) -> tuple[int, int, str] | None:
-    table = self.instructions.get(cond, {})
-    root = table.get(table.get('ROOT', ''), '')
-    if self._opcode(root) == 'fusion':
-      called = re.search(r'calls=%([\w.\-]+)', root)
-      fused = called.group(1) if called else ''
-      ftable = self.instructions.get(fused, {})
-      froot = ftable.get(ftable.get('ROOT', ''), '')
-      return self._compare(fused, froot, self._operands(root), cond)
-    return self._compare(cond, root, None, cond)
-
-  def _compare(self, comp, inst, outer_args, outer):
-    if self._opcode(inst) != 'compare':
-      return None
-    direction = re.search(r'direction=(\w+)', inst)
-    a, b = self._operands(inst)[:2]
-    resolve = functools.partial(self._through_params, comp, outer_args, outer)
-    (ka, ca), (kb, cb) = resolve(a), resolve(b)
-    flip = {'GT': 'LT', 'GE': 'LE', 'LT': 'GT', 'LE': 'GE', 'NE': 'NE'}
-    d = direction.group(1) if direction else ''
-    if ka is not None and cb is not None:
-      return ka, cb, d
-    if kb is not None and ca is not None:
-      return kb, ca, flip.get(d, '')
-    return None
-
-  def _through_params(self, comp, outer_args, outer, name):
-    """`(tuple index, constant)` of an operand, looking through fusions."""
-    inst = self.instructions[comp].get(name, '')
-    if outer_args is not None and self._opcode(inst) == 'parameter':
-      pos = int(re.search(r'parameter\((\d+)\)', inst).group(1))
-      return self._through_params(outer, None, outer, outer_args[pos])
-    return self._gte_index(comp, name), self._constant(comp, name)
-
-  def _tuple_constant(self, comp: str, init: str, index: int) -> int | None:
+  def _tuple_element(self, comp: str, init: str, index: int) -> int | None:
     inst = self.instructions[comp].get(init, '')
-    if self._opcode(inst) != 'tuple':
-      return None
     args = self._operands(inst)
-    return self._constant(comp, args[index]) if index < len(args) else None
+    if self._opcode(inst) != 'tuple' or index >= len(args):
+      return None
+    value = self._expr(comp, args[index])
+    return value[1] if value[0] == 'constant' else None
 
-  def _body_step(self, body: str, index: int) -> int | None:
-    table = self.instructions.get(body, {})
-    root = table.get(table.get('ROOT', ''), '')
-    if self._opcode(root) != 'tuple':
-      return None
+  def _step(self, body: str, index: int) -> int | None:
+    root = self.instructions.get(body, {}).get(self._root(body), '')
     args = self._operands(root)
-    if index >= len(args):
+    if self._opcode(root) != 'tuple' or index >= len(args):
       return None
-    update = table.get(args[index], '')
-    if self._opcode(update) != 'add':
+    update = self._expr(body, args[index])
+    if update[0] != 'add':
       return None
-    x, y = self._operands(update)[:2]
-    for counter, const in ((x, y), (y, x)):
-      if self._gte_index(body, counter) == index:
-        return self._constant(body, const)
+    for counter, const in ((update[1], update[2]), (update[2], update[1])):
+      if counter == ('gte', index) and const[0] == 'constant':
+        return const[1]
     return None
 
 

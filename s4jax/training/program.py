@@ -76,7 +76,7 @@ def abstract_batch(
   if batch_size is None:
     batch_size = config.train.batch_size if train else config.eval.batch_size
   batch_size = int(batch_size)
-  what = 'batch_size' if train else 'eval.batch_size'
+  what = 'config.train.batch_size' if train else 'config.eval.batch_size'
   sharding_lib.check_batch_size(batch_size, mesh, what)
   length = batch_length(config, train=train)
   in_key, target_key, _ = tasks_lib.LAYOUTS[config.task]
