@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.packaging.conftest import ROOT
+from tests.packaging.dist_tools import ROOT
 
 PROGRAM_FOLDERS = ('launch', 'benchmarks')
 

@@ -9,7 +9,7 @@ import hashlib
 import tarfile
 import zipfile
 
-from tests.packaging.conftest import ROOT
+from tests.packaging.dist_tools import ROOT
 
 # What an sdist may hold besides the library: its metadata and the texts
 # setuptools adds on its own.
