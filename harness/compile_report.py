@@ -62,6 +62,8 @@ class StepReport:
       `total` = arguments + outputs - aliased + temporaries + code.
     cost: per chip and step: `flops`, `bytes` (loops corrected),
       `flops_counted_once`, `bytes_counted_once` (as XLA reports them),
+      `flops_generic`, `bytes_generic` (XLA's generic analysis, loops
+      corrected, library matmuls added; TPU tile padding not counted),
       `transcendentals`.
     cost_source: 'platform' (the chip's own analysis, loop-scaled) or
       'generic' (XLA's generic analysis of the chip's optimised program).
@@ -177,6 +179,8 @@ class Report:
       'bytes_per_step': train.cost.get('bytes'),
       'flops_counted_once': train.cost.get('flops_counted_once'),
       'bytes_counted_once': train.cost.get('bytes_counted_once'),
+      'flops_generic': train.cost.get('flops_generic'),
+      'bytes_generic': train.cost.get('bytes_generic'),
       'cost_source': train.cost_source,
       'loops': train.loops,
       'estimated_step_seconds': seconds,
@@ -244,6 +248,7 @@ def _cost(compiled: Any) -> tuple[dict[str, float], str, list[dict[str, Any]]]:
     base = platform[key] if source == 'platform' else once
     out[name] = base * scale
     out[f'{name}_counted_once'] = base
+    out[f'{name}_generic'] = loops.corrected[key]
   out['transcendentals'] = loops.corrected['transcendentals']
   return out, source, hlo_cost.describe(loops)
 

@@ -33,6 +33,8 @@ import math
 import re
 from typing import Any
 
+import numpy as np
+
 __all__ = [
   'Loop',
   'LoopCost',
@@ -182,6 +184,49 @@ class Module:
             out.add(ref)
     return out
 
+  def reachable(self, comp: str) -> set[str]:
+    """`comp` and every computation it calls, loop bodies included."""
+    seen, todo = set(), [comp]
+    while todo:
+      name = todo.pop()
+      if name in seen or name not in self.spans:
+        continue
+      seen.add(name)
+      todo += self.callees(name)
+      for inst in self.instructions.get(name, {}).values():
+        m = _WHILE.search(' ' + inst)
+        if m:
+          todo += [m.group(2), m.group(3)]
+    return seen
+
+  def library_gemm_cost(self, comp: str) -> np.ndarray:
+    """`[flops, 0, bytes]` of the library matmuls called in `comp`.
+
+    XLA's GPU compiler turns dots into custom calls to cuBLAS, which the
+    generic analysis counts as nothing; their flops are `2 * output
+    elements * contracted size` and their bytes the operands and output.
+    """
+    total = np.zeros(3)
+    table = self.instructions.get(comp, {})
+    for inst in table.values():
+      if 'custom_call_target="__cublas' not in inst:
+        continue
+      dims = re.search(r'"lhs_contracting_dimensions":\[([^\]]*)\]', inst)
+      args = self._operands(inst)
+      out = _shapes(inst.split(' custom-call(')[0])
+      if not dims or not args or not out:
+        continue
+      lhs = _shapes(table.get(args[0], ''))
+      if not lhs:
+        continue
+      contract = [int(x.strip('" ')) for x in dims.group(1).split(',') if x]
+      k = math.prod(lhs[0][1][i] for i in contract)
+      out_dtype, out_shape = out[0]
+      total[0] += 2 * math.prod(out_shape) * k
+      operands = [_shapes(table.get(a, '')) for a in args]
+      total[2] += sum(_nbytes(*x[0]) for x in operands + [[out[0]]] if x)
+    return total
+
   # Counted loops: `i < N` on tuple element k, k starting at a constant and
   # stepping by a constant. `_expr` reads an instruction as a small
   # expression, looking through copies, converts and fusions (whose
@@ -283,6 +328,28 @@ class Module:
     return None
 
 
+_SHAPE = re.compile(r'\b([a-z]+\d*)\[([\d,]*)\]')
+_BYTES = {'pred': 1, 's8': 1, 'u8': 1, 'bf16': 2, 'f16': 2, 'c64': 8}
+
+
+def _shapes(text: str) -> list[tuple[str, tuple[int, ...]]]:
+  """`(dtype, dims)` of every array shape at the start of an instruction."""
+  head = text.split('(', 1)[0] if not text.startswith('(') else text
+  head = head.split(' custom-call')[0].split(')')[0] + ')'
+  return [
+    (d, tuple(int(x) for x in dims.split(',') if x))
+    for d, dims in _SHAPE.findall(head)
+  ]
+
+
+def _nbytes(dtype: str, dims: tuple[int, ...]) -> int:
+  width = _BYTES.get(dtype)
+  if width is None:
+    bits = re.search(r'(\d+)$', dtype)
+    width = int(bits.group(1)) // 8 if bits else 4
+  return width * math.prod(dims)
+
+
 def generic_cost(module_text: str) -> dict[str, float]:
   """XLA's generic `HloCostAnalysis` of an HLO module's text.
 
@@ -321,7 +388,11 @@ def loop_corrected_cost(text: str) -> LoopCost:
   @functools.cache
   def counted_once(comp: str) -> tuple[float, ...]:
     cost = generic_cost(module.text_with_entry(comp))
-    return tuple(cost[k] for k in _KEYS)
+    gemms = sum(
+      (module.library_gemm_cost(c) for c in module.reachable(comp)),
+      np.zeros(3),
+    )
+    return tuple(float(cost[k] + g) for k, g in zip(_KEYS, gemms, strict=True))
 
   @functools.cache
   def reached_loops(comp: str) -> tuple[Loop, ...]:
