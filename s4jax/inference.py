@@ -67,6 +67,26 @@ from s4jax.audio import resample as resample_lib
 from s4jax.audio import stft as stft_lib
 from s4jax.training import tasks as tasks_lib
 
+__all__ = [
+  'BlockStreamState',
+  'MODES',
+  'Piece',
+  'Reader',
+  'S4MModel',
+  'SpeechModel',
+  'SpikingS4Model',
+  'StreamingUnsupportedError',
+  'TaskModel',
+  'chunked',
+  'from_run_config',
+  'iter_chunks',
+  'iter_process',
+  'iter_stream',
+  'match_order',
+  'process',
+  'streamed',
+]
+
 Reader = resample_lib.Reader
 MODES = ('offline', 'chunked', 'stream')
 _OFFLINE_CACHE = 4  # Spiking-S4 clip lengths whose S4 kernels are kept.

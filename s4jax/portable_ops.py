@@ -29,6 +29,11 @@ import contextlib
 import contextvars
 from collections.abc import Iterator
 
+__all__ = [
+  'enabled',
+  'portable_ops',
+]
+
 _PORTABLE = contextvars.ContextVar('s4jax_portable_ops', default=False)
 
 

@@ -44,6 +44,20 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+__all__ = [
+  'DEFAULT_ALPHA',
+  'NEURON_MODES',
+  'PLIF',
+  'RESETS',
+  'SURROGATES',
+  'lif_scan',
+  'lif_stateless',
+  'lif_step',
+  'spike',
+  'surrogate_grad',
+  'tau_to_w',
+]
+
 SURROGATES = (
   'sigmoid',
   'arctan',

@@ -9,3 +9,12 @@
 
 Submodules are imported explicitly (`from s4jax.audio import stft`).
 """
+
+__all__ = [
+  'losses',
+  'permutation',
+  'pit',
+  'resample',
+  'spectral_losses',
+  'stft',
+]

@@ -28,6 +28,16 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+__all__ = [
+  'EPS',
+  'neg_si_sdr',
+  'neg_si_snr',
+  'neg_snr',
+  'si_sdr',
+  'si_snr',
+  'snr',
+]
+
 EPS = 1e-8
 
 

@@ -23,6 +23,12 @@ import itertools
 
 import numpy as np
 
+__all__ = [
+  'MAX_EXHAUSTIVE_SOURCES',
+  'best_permutation',
+  'match_order',
+]
+
 # Largest source count searched exhaustively (S! permutations).
 MAX_EXHAUSTIVE_SOURCES = 3
 _WORST = -1e300  # A NaN score counts as worse than any real one.

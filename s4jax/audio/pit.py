@@ -41,6 +41,24 @@ import numpy as np
 
 from s4jax.audio import losses
 
+__all__ = [
+  'MAX_EXHAUSTIVE_SOURCES',
+  'PAIR_FNS',
+  'PairFn',
+  'best_perm_exhaustive',
+  'best_perm_hungarian',
+  'find_best_perm',
+  'linear_sum_assignment',
+  'matched_loss',
+  'pairwise_neg_si_sdr',
+  'pairwise_neg_si_snr',
+  'pairwise_neg_snr',
+  'permutations',
+  'pit_loss',
+  'reorder',
+  'threshold_mean',
+]
+
 PairFn = Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]
 
 # Largest source count searched exhaustively (S! permutations) by 'auto'.

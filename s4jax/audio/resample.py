@@ -19,6 +19,15 @@ from collections.abc import Callable
 
 import numpy as np
 
+__all__ = [
+  'Rates',
+  'Reader',
+  'check_rates',
+  'read_array',
+  'resample',
+  'window',
+]
+
 # `read(a, b)`: samples `[a, b)` of a signal, zeros outside it.
 Reader = Callable[[int, int], np.ndarray]
 

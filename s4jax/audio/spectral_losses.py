@@ -27,6 +27,12 @@ import jax.numpy as jnp
 
 from s4jax.audio import stft as stft_lib
 
+__all__ = [
+  'DEFAULT_RESOLUTIONS',
+  'compressed_magnitude_loss',
+  'multi_resolution_stft_loss',
+]
+
 # (n_fft, hop, win_length) at 16 kHz: 32/8 ms, 64/16 ms and 16/4 ms Hann
 # frames (half of Parallel WaveGAN's 24 kHz sizes, rounded to powers of 2).
 DEFAULT_RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (256, 64, 256))

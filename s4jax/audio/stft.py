@@ -32,6 +32,27 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
+__all__ = [
+  'StreamBuffers',
+  'StreamingSTFT',
+  'WINDOWS',
+  'apply_magnitude_mask',
+  'check_signal',
+  'frame_signal',
+  'frames_per_second',
+  'istft',
+  'n_bins',
+  'num_frames',
+  'overlap_add',
+  'reflect_pad',
+  'signal_frames',
+  'stft',
+  'stream_reference_delay',
+  'synthesize',
+  'window_array',
+  'window_envelope',
+]
+
 WINDOWS = ('rect', 'hann')
 
 

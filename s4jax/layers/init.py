@@ -19,6 +19,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+__all__ = [
+  'torch_kernel_init',
+  'torch_uniform',
+]
+
 torch_kernel_init = nn.initializers.variance_scaling(
   1.0 / 3.0, 'fan_in', 'uniform'
 )

@@ -39,6 +39,18 @@ import numpy as np
 from s4jax.ssm import init as ssm_init
 from s4jax.ssm import kernels, recurrence
 
+__all__ = [
+  'ACTIVATIONS',
+  'MODES',
+  'OutputProjection',
+  'POSTACTS',
+  'S4Layer',
+  'SSMParams',
+  'SSMSettings',
+  'SSM_PARAM_NAMES',
+  'ssm_param_labels',
+]
+
 SSM_PARAM_NAMES = frozenset({'log_dt', 'log_A_real', 'A_imag', 'B', 'P'})
 MODES = ('s4', 's4d')
 ACTIVATIONS = (None, 'gelu', 'gelu_tanh', 'silu', 'relu', 'tanh')

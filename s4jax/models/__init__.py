@@ -54,6 +54,22 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+__all__ = [
+  'Builder',
+  'LEGACY_KEYS',
+  'ModuleDef',
+  'build',
+  'compute_dtype',
+  'config_group',
+  'configure',
+  'get_model_module',
+  'module_class',
+  'module_def',
+  'settings_of',
+  'settings_tree',
+  'upgrade_model_config',
+]
+
 ModuleDef = Any  # A Linen module class, or a `functools.partial` of one.
 Builder = Callable[[Mapping[str, Any], str], ModuleDef]
 

@@ -43,6 +43,23 @@ import jax.numpy as jnp
 from s4jax.audio import stft as stft_lib
 from s4jax.models import summary
 
+__all__ = [
+  'E_AC_PJ',
+  'E_MAC_PJ',
+  'LAYERNORM_OPS_PER_ELEMENT',
+  'LayerOps',
+  'NEURON_OP_WEIGHT',
+  'as_float_rates',
+  'count_macs',
+  'energy_45nm',
+  'frames',
+  'layer_ops',
+  'ndns_power_proxy',
+  'neurons_per_step',
+  'report',
+  'trace_macs',
+]
+
 E_MAC_PJ = 4.6
 E_AC_PJ = 0.9
 LAYERNORM_OPS_PER_ELEMENT = 5

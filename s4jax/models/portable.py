@@ -49,6 +49,21 @@ from s4jax import portable_ops
 from s4jax.audio import stft as stft_lib
 from s4jax.models import s4m, spiking_s4
 
+__all__ = [
+  'SpikingS4Stream',
+  'StateSpec',
+  'analysis_matrices',
+  'dft_matrices_from_tables',
+  'offline',
+  'real_istft',
+  'real_stft',
+  's4m_offline',
+  'spiking_s4_offline',
+  'start_indices',
+  'synthesis_matrices',
+  'trace_offline',
+]
+
 _HIGHEST = jax.lax.Precision.HIGHEST
 
 

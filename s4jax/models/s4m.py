@@ -39,6 +39,21 @@ from s4jax.audio import losses, pit
 from s4jax.models import s4m_blocks as blocks
 from s4jax.models import summary
 
+__all__ = [
+  'DTYPES',
+  'S4M',
+  'S4MFull',
+  'S4MTiny',
+  'Separator',
+  'count_macs',
+  'default_config',
+  'encoder_window',
+  'from_config',
+  'loss_fn',
+  'pad_amounts',
+  'separation_scores',
+]
+
 DTYPES = ('float32', 'bfloat16')
 
 

@@ -42,6 +42,30 @@ from s4jax import portable_ops
 from s4jax.layers import init as init_lib
 from s4jax.layers import s4 as s4_layer
 
+__all__ = [
+  'ConvTranspose1d',
+  'DepthwiseConv1d',
+  'FFResidual',
+  'GLN_EPS',
+  'GatedFusion',
+  'GlobalLayerNorm',
+  'LAYER_NORM_EPS',
+  'PRELU_INIT',
+  'S4MBlock',
+  'S4Residual',
+  'SSM_MODES',
+  'adaptive_avg_pool',
+  'adaptive_pool_bins',
+  'conv_lengths',
+  'conv_transpose_overlap_add',
+  'depthwise_conv1d',
+  'global_layer_norm',
+  'nearest_indices',
+  'nearest_resize',
+  'pointwise',
+  'prelu',
+]
+
 SSM_MODES = ('s4', 's4d', 'identity')
 PRELU_INIT = 0.25  # PyTorch nn.PReLU() default (Flax's is 0.01).
 GLN_EPS = 1e-8

@@ -65,6 +65,29 @@ from s4jax.audio import stft as stft_lib
 from s4jax.layers import init as init_lib
 from s4jax.layers import s4 as s4_layer
 
+__all__ = [
+  'DTYPES',
+  'EMISSIONS',
+  'Gelu',
+  'MASKS',
+  'MSE_TARGETS',
+  'S4Baseline',
+  'SpikingS4',
+  'SpikingS4Block',
+  'SpikingS4Glu',
+  'StreamState',
+  'check_waveform',
+  'default_config',
+  'enhance_streaming',
+  'from_config',
+  'init_stream',
+  'loss_fn',
+  'neuron_from_config',
+  'offline_enhancer',
+  'stream_flush',
+  'stream_step',
+]
+
 EMISSIONS = ('linear', 'glu')
 MASKS = ('relu', 'sigmoid')
 DTYPES = ('float32', 'bfloat16', 'float64')

@@ -31,6 +31,15 @@ import jax
 import numpy as np
 from flax import traverse_util
 
+__all__ = [
+  'HasMacsRule',
+  'count_params',
+  'flat_shapes',
+  'param_differences',
+  'params_by_module',
+  'trace_macs',
+]
+
 
 @runtime_checkable
 class HasMacsRule(Protocol):

@@ -10,3 +10,10 @@
   1x1 convolution, and a Linen interceptor that runs a model's Dense / 1x1
   Conv layers on that path.
 """
+
+__all__ = [
+  'intadd',
+  'packing',
+  'rules',
+  'seofp',
+]

@@ -56,6 +56,27 @@ from jax import lax
 from s4jax.quant import rules as rules_lib
 from s4jax.quant import seofp
 
+__all__ = [
+  'ABS',
+  'ALL_ONES',
+  'DEFAULT_NAN',
+  'EXP',
+  'FRACTION',
+  'HIDDEN_BIT',
+  'IntAddConv1x1',
+  'IntAddDense',
+  'InterceptLog',
+  'ONE_BITS',
+  'QUIET_BIT',
+  'SIGN',
+  'SIGN_EXP',
+  'int_add_apply',
+  'int_add_conv1x1',
+  'int_add_dense',
+  'interceptor',
+  'multiply_by_adding',
+]
+
 ONE_BITS = np.uint32(0x3F800000)  # bits(1.0f) = 127 << 23.
 SIGN = seofp.SIGN_MASK
 ABS = seofp.ABS_MASK

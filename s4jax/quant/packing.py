@@ -34,6 +34,21 @@ from flax import serialization
 from s4jax.quant import rules as rules_lib
 from s4jax.quant import seofp
 
+__all__ = [
+  'FORMAT',
+  'VERSION',
+  'format_size_report',
+  'from_bytes',
+  'pack',
+  'pack_tensor',
+  'packed_nbytes',
+  'payload_nbytes',
+  'size_report',
+  'to_bytes',
+  'unpack',
+  'unpack_tensor',
+]
+
 FORMAT = 'seofp'
 VERSION = 1
 

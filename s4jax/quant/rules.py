@@ -41,6 +41,23 @@ import jax.numpy as jnp
 
 from s4jax.quant import seofp
 
+__all__ = [
+  'CATEGORIES',
+  'DEFAULT_INCLUDE',
+  'DEFAULT_NORM_PATTERN',
+  'DEFAULT_SSM_PATTERN',
+  'QuantRules',
+  'check_dtype',
+  'describe',
+  'fake_quant_params',
+  'from_config',
+  'is_float_leaf',
+  'make_fake_quant',
+  'path_str',
+  'quantize_params',
+  'selection',
+]
+
 DEFAULT_INCLUDE = (r'(^|/)kernel$',)
 DEFAULT_NORM_PATTERN = r'(?i)(norm|^g?ln(_?\d+)?$|^glob_?ln)'
 DEFAULT_SSM_PATTERN = (

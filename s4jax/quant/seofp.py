@@ -50,6 +50,27 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+__all__ = [
+  'ABS_MASK',
+  'EXP_MASK',
+  'FRACTION_BITS',
+  'GRANULARITIES',
+  'MAX_EXPONENT_FIELD',
+  'MIN_NORMAL_BITS',
+  'QuantConfig',
+  'ROUNDINGS',
+  'SIGN_MASK',
+  'STE_MASKS',
+  'decode',
+  'encode',
+  'fake_quant',
+  'is_seofp',
+  'quantize',
+  'rounded_exponent',
+  'window_shape',
+  'window_top',
+]
+
 ROUNDINGS = ('truncate', 'nearest_linear', 'nearest_log')
 GRANULARITIES = ('tensor', 'channel')
 STE_MASKS = ('none', 'saturate', 'range')

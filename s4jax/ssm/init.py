@@ -16,6 +16,14 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = [
+  'DIAGONAL_INITS',
+  'hippo_legs',
+  'hippo_legs_nplr',
+  'log_dt_uniform',
+  's4d_init',
+]
+
 DIAGONAL_INITS = ('legs', 'lin', 'inv', 'real')
 
 

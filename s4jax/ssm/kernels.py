@@ -28,6 +28,18 @@ import jax.numpy as jnp
 from s4jax import portable_ops
 from s4jax.ssm import discretize
 
+__all__ = [
+  'NODE_CHUNK',
+  'cauchy_kernel',
+  'dplr_c_from_tilde',
+  'dplr_c_tilde',
+  'fast_fft_length',
+  'fft_conv',
+  'vandermonde',
+  'vandermonde_kernel',
+  'vandermonde_transpose',
+]
+
 # Nodes per chunk of the Cauchy reduction; the live intermediate is about
 # (H, NODE_CHUNK, N2) complex numbers.
 NODE_CHUNK = 512

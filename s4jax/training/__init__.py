@@ -10,3 +10,13 @@ Pure JAX: no file I/O, no TensorFlow, no metric writers.
 * `steps`: the jitted train step (non-finite guard) and evaluation step.
 * `testing`: a toy model and in-memory pipeline for tests.
 """
+
+__all__ = [
+  'optim',
+  'program',
+  'sharding',
+  'state',
+  'steps',
+  'tasks',
+  'testing',
+]

@@ -28,6 +28,15 @@ from typing import Any
 import jax
 import optax
 
+__all__ = [
+  'OPTIMIZERS',
+  'SCHEDULES',
+  'SSM_LEAF_NAMES',
+  'create_optimizer',
+  'learning_rate_fn',
+  'param_labels',
+]
+
 SSM_LEAF_NAMES = frozenset({'log_dt', 'log_A_real', 'A_imag', 'B', 'P'})
 OPTIMIZERS = ('adam', 'adamw', 'radam')
 SCHEDULES = ('constant', 'cosine', 'plateau')

@@ -18,6 +18,19 @@ from jax.experimental import mesh_utils, multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+__all__ = [
+  'DATA',
+  'MODEL',
+  'batch_sharding',
+  'check_batch_size',
+  'create_mesh',
+  'local_data_devices',
+  'put_replicated',
+  'replicated',
+  'to_global',
+  'to_local',
+]
+
 DATA = 'data'
 MODEL = 'model'
 

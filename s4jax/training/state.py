@@ -14,6 +14,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+__all__ = [
+  'TrainState',
+  'create',
+  'plateau_update',
+  'step_key',
+]
+
 
 @flax.struct.dataclass
 class TrainState:

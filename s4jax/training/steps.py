@@ -25,6 +25,16 @@ import optax
 from s4jax.training import state as state_lib
 from s4jax.training import tasks as tasks_lib
 
+__all__ = [
+  'LAST_VALUES',
+  'StepFn',
+  'StepMetrics',
+  'UNMASKED',
+  'make_eval_step',
+  'make_raw_train_step',
+  'make_train_step',
+]
+
 StepFn = Callable[[state_lib.TrainState, dict[str, jax.Array]], Any]
 LAST_VALUES = ('learning_rate', 'consecutive_skips', 'total_skips')
 UNMASKED = ('skipped',)

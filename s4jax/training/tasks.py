@@ -26,6 +26,16 @@ from absl import logging
 
 from s4jax import models
 
+__all__ = [
+  'COMPUTE_DTYPES',
+  'LAYOUTS',
+  'Task',
+  'create_task',
+  'init_samples',
+  'model_config_for',
+  'param_transform',
+]
+
 
 def _identity_default(params: Any) -> Any:
   return params

@@ -30,6 +30,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+__all__ = [
+  'EPS',
+  'ToyMaskModel',
+  'create_eval_iterator',
+  'create_train_iterator',
+  'from_config',
+  'loss_fn',
+  'make_batch',
+  'si_snr',
+]
+
 EPS = 1e-8
 
 
