@@ -6,9 +6,9 @@ r"""Enhances audio files with a trained model.
   python launch/enhance.py --pretrained=spiking_s4 noisy.wav --output_dir=out
 
 Exactly one of `--workdir`, `--checkpoint` and `--pretrained` (a model that
-ships with s4jax, see `pretrained/`; `--pretrained_dir` looks elsewhere) is
-required, and so is `--output_dir`. Inputs are WAV/FLAC/OGG/AIFF files or
-folders (searched recursively; the folder layout is kept under
+ships with s4jax, see `s4jax/pretrained/`; `--pretrained_dir` looks
+elsewhere) is required, and so is `--output_dir`. Inputs are WAV/FLAC/OGG/AIFF
+files or folders (searched recursively; the folder layout is kept under
 `--output_dir`). Any sample rate is accepted: audio is resampled to the
 model's rate and the result back to the file's rate; multi-channel files are
 mixed down to mono (with a warning). Files are processed in windows of
