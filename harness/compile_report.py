@@ -34,7 +34,14 @@ from harness import accelerators, hlo_cost
 from s4jax.training import program as program_lib
 from s4jax.training import sharding as sharding_lib
 
-__all__ = ['HBM_BUDGET', 'Report', 'StepReport', 'compile_recipe']
+__all__ = [
+  'HBM_BUDGET',
+  'Report',
+  'StepReport',
+  'analyse',
+  'compile_recipe',
+  'roofline_seconds',
+]
 
 # Share of a chip's HBM a step may plan for: the rest is left to the
 # runtime, fragmentation and XLA's estimate error.
@@ -114,10 +121,7 @@ class Report:
 
   def step_seconds(self) -> tuple[float, str]:
     """Roofline train-step time and its bound ('compute' or 'memory')."""
-    cost = self.train.cost
-    compute = cost['flops'] / self.chip.peak(self.compute_dtype)
-    memory = cost['bytes'] / self.chip.hbm_bandwidth
-    return max(compute, memory), 'compute' if compute >= memory else 'memory'
+    return roofline_seconds(self.train.cost, self.chip, self.compute_dtype)
 
   def examples_per_second(self) -> float:
     """Examples the chips would consume per second at the roofline."""
@@ -253,6 +257,32 @@ def _cost(compiled: Any) -> tuple[dict[str, float], str, list[dict[str, Any]]]:
   return out, source, hlo_cost.describe(loops)
 
 
+def roofline_seconds(
+  cost: dict[str, float], chip: accelerators.Chip, compute_dtype: str
+) -> tuple[float, str]:
+  """`max(flops / peak, bytes / bandwidth)` and which term wins."""
+  compute = cost['flops'] / chip.peak(compute_dtype)
+  memory = cost['bytes'] / chip.hbm_bandwidth
+  return max(compute, memory), 'compute' if compute >= memory else 'memory'
+
+
+def analyse(
+  name: str, compiled: Any, *, compile_seconds: float, global_batch: int
+) -> StepReport:
+  """The `StepReport` of a compiled step (compile-only or runnable)."""
+  cost, source, loops = _cost(compiled)
+  return StepReport(
+    name,
+    compiled=True,
+    compile_seconds=compile_seconds,
+    global_batch=global_batch,
+    memory=_memory(compiled),
+    cost=cost,
+    cost_source=source,
+    loops=loops,
+  )
+
+
 def _compile(name: str, jitted: Any, args: tuple[Any, ...], batch: int):
   start = time.perf_counter()
   try:
@@ -271,17 +301,7 @@ def _compile(name: str, jitted: Any, args: tuple[Any, ...], batch: int):
       global_batch=batch,
     )
   seconds = time.perf_counter() - start
-  cost, source, loops = _cost(compiled)
-  return StepReport(
-    name,
-    compiled=True,
-    compile_seconds=seconds,
-    global_batch=batch,
-    memory=_memory(compiled),
-    cost=cost,
-    cost_source=source,
-    loops=loops,
-  )
+  return analyse(name, compiled, compile_seconds=seconds, global_batch=batch)
 
 
 def compile_recipe(
