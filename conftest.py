@@ -16,10 +16,16 @@ collected; the cards are tested where they live.
 from __future__ import annotations
 
 import fnmatch
+import os
 import pathlib
 
-import numpy as np
-import pytest
+# The blocks run on the CPU, as the suite does (tests/conftest.py says why):
+# with libtpu installed, JAX would otherwise start a TPU runtime and lock it.
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+os.environ.setdefault('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 try:
   from sybil import Sybil

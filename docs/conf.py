@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import pathlib
 import pkgutil
 import sys
+
+# Importing the library needs no accelerator (and must not lock libtpu).
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 
 DOCS = pathlib.Path(__file__).resolve().parent
 ROOT = DOCS.parent

@@ -7,12 +7,15 @@ By default the recording is real speech mixed with a real recorded noise,
 both from Debian packages (the sources of the offline corpus,
 `data_pipelines/offline_sources.py`, which `launch/build_corpus.py
 --install` installs): a LibriVox reading of *Sense and Sensibility* from
-`pocketsphinx-testdata` (a speaker held out of the shipped model's training:
-the corpus puts it in the validation split) and `loop_3d_printer` from
-`sonic-pi-samples` (a recorded 3D printer, CC0), mixed by the corpus rule
+`pocketsphinx-testdata` (a reader the shipped model never trained on: the
+corpus puts this reader in the validation split, which only picked the
+checkpoint) and `loop_3d_printer` from `sonic-pi-samples` (a recorded 3D
+printer, CC0; the corpus splits noise files per file, so the model may have
+heard this one in training), mixed by the corpus rule
 (`data_pipelines.mixing.mix`) at `--snr` dB and -25 dBFS. `--noisy=FILE`
 (with `--clean=FILE` for the scores) takes any other recording instead,
-e.g. python-pesq's `speech_bab_0dB.wav` and `speech.wav`.
+e.g. python-pesq's `speech_bab_0dB.wav` and `speech.wav` (from its
+repository, ludlows/python-pesq, folder `audio/`).
 
 The model is `s4jax.from_pretrained('spiking_s4')`, applied to the whole
 signal. The script prints PESQ-WB, STOI and SI-SNR of the noisy input and
