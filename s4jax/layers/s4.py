@@ -170,7 +170,11 @@ class SSMParams(SSMSettings):
     log_dt = self.param(
       'log_dt',
       lambda k, s: jax.random.uniform(
-        k, s, minval=np.log(self.dt_min), maxval=np.log(self.dt_max)
+        k,
+        s,
+        jnp.float32,
+        minval=np.log(self.dt_min),
+        maxval=np.log(self.dt_max),
       ),
       (h,),
     )
@@ -185,9 +189,13 @@ class SSMParams(SSMSettings):
       p_full = np.broadcast_to(p0[:, None], (self.rank, n_ssm, n2))
       p = _to_complex(self.param('P', const(_pairs(p_full))))
     c_init = nn.initializers.normal(stddev=np.sqrt(0.5))
-    c = _to_complex(self.param('C', c_init, (self.directions, h, n2, 2)))
+    # Parameters are float32 whatever jax_enable_x64 says (x64 would make
+    # the default float64, and complex128 does not compile for TPUs).
+    c = _to_complex(
+      self.param('C', c_init, (self.directions, h, n2, 2), jnp.float32)
+    )
     if self.use_d:
-      d = self.param('D', nn.initializers.normal(stddev=1.0), (h,))
+      d = self.param('D', nn.initializers.normal(1.0), (h,), jnp.float32)
     # (A, B, P) copies are tiled across channels: channel i uses copy i % n_ssm.
     reps = h // n_ssm
     a = jnp.tile(-jnp.exp(log_a_real) + 1j * a_imag, (reps, 1))

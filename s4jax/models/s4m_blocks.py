@@ -303,8 +303,8 @@ class GlobalLayerNorm(nn.Module):
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     """x: real (B, T, C) -> (B, T, C)."""
     c = x.shape[-1]
-    gamma = self.param('scale', nn.initializers.ones, (c,))
-    beta = self.param('bias', nn.initializers.zeros, (c,))
+    gamma = self.param('scale', nn.initializers.ones, (c,), jnp.float32)
+    beta = self.param('bias', nn.initializers.zeros, (c,), jnp.float32)
     y = global_layer_norm(x.astype(jnp.float32), gamma, beta)
     return y.astype(x.dtype)
 
@@ -353,9 +353,9 @@ class DepthwiseConv1d(nn.Module):
     """x: real (B, T, C) -> (B, (T + 2 p - k) // stride + 1, C)."""
     k, c = self.kernel_size, x.shape[-1]
     uniform = init_lib.torch_uniform(k)  # fan_in = (C / groups) k = k.
-    w = self.param('kernel', uniform, (k, c))
+    w = self.param('kernel', uniform, (k, c), jnp.float32)
     if self.use_bias:
-      b = self.param('bias', uniform, (c,))
+      b = self.param('bias', uniform, (c,), jnp.float32)
     else:
       b = jnp.zeros((c,), jnp.float32)
     pad = (k - 1) // 2 if self.padding is None else self.padding
@@ -395,6 +395,7 @@ class ConvTranspose1d(nn.Module):
       'kernel',
       nn.initializers.xavier_uniform(in_axis=-2, out_axis=-1),
       (k, x.shape[-1], self.features),
+      jnp.float32,
     )
     pad = k - 1 - self.padding
     if pad < 0:
