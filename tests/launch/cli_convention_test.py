@@ -30,6 +30,7 @@ TOOLS = {
   'export_pretrained.py': {'workdir', 'name'},
   'build_corpus.py': set(),
   'export.py': {'output_dir'},
+  'compile.py': {'config'},
 }
 _ENTRY = re.compile(r'^  (?:-\S,)?--(?:\[no\])?(\w+): ?(.*)$')
 
