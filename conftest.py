@@ -79,11 +79,9 @@ class PythonBlocks(pytest.Item):
   def runtest(self):
     if Sybil is None:
       pytest.skip('Sybil is not installed (pip install -e ".[docs]").')
-    setup = card_setup if self.path.name == 'MODEL_CARD.md' else None
-    sybil = Sybil(parsers=[PythonCodeBlockParser()], setup=setup)
-    document = sybil.parse(self.path)
-    if setup:
-      setup(document.namespace)
+    document = Sybil(parsers=[PythonCodeBlockParser()]).parse(self.path)
+    if self.path.name == 'MODEL_CARD.md':
+      card_setup(document.namespace)
     for example in document.examples():
       try:
         example.evaluate()
