@@ -3,9 +3,9 @@ r"""Train-step throughput of a recipe: float32 vs bfloat16 dense compute.
   python benchmarks/train_step_bench.py [--config=configs/demo.py] [--steps=30]
 
 Builds the recipe's model, optimiser and jitted sharded train step exactly as
-`launch/train.py` does (one device here), feeds a fixed synthetic batch and
-times `--steps` steps after compilation, alternating the two precisions in
-rounds so machine noise hits both alike. Prints steps/s and audio seconds
+`launch/train.py` does (`s4jax.training.program`; one device here), feeds a
+fixed synthetic batch and times `--steps` steps after compilation,
+alternating the two precisions in rounds so machine noise hits both alike. Prints steps/s and audio seconds
 processed per second for each, and the bfloat16 / float32 ratio.
 """
 
@@ -16,13 +16,11 @@ if not __package__:  # Run as a file: see benchmarks/_checkout.py.
 
 import time
 
-import jax
 import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from harness import checkpoint
-from s4jax.training import optim, sharding, steps, tasks
+from s4jax.training import program, sharding, tasks
 
 _CONFIG = config_flags.DEFINE_config_file(
   'config', 'configs/demo.py', 'Recipe file.', lock_config=False
@@ -35,27 +33,15 @@ def build(config, dtype: str):
   """(jitted step, state, global batch) for `config` at compute `dtype`."""
   config = config.copy_and_resolve_references()
   config.train.compute_dtype = dtype
-  mesh = sharding.create_mesh()
-  task = tasks.create_task(config)
-  tx = optim.create_optimizer(config.optimizer, config.train.num_steps)
-  lr_fn = optim.learning_rate_fn(config.optimizer, config.train.num_steps)
-  init, abstract = checkpoint.abstract_train_state(config, task, tx, mesh)
-  shard = jax.tree.map(lambda x: x.sharding, abstract)
-  state = jax.jit(init, out_shardings=shard)()
+  prog = program.Program.build(config, sharding.create_mesh())
+  state = prog.init_state()
   rows = config.train.batch_size
   length = tasks.init_samples(config)
   rng = np.random.default_rng(0)
   clean = rng.standard_normal((rows, length)).astype(np.float32) * 0.1
   noisy = clean + 0.05 * rng.standard_normal((rows, length)).astype(np.float32)
-  batch = sharding.to_global({'noisy': noisy, 'clean': clean}, mesh)
-  fn = steps.make_train_step(task, tx, lr_fn)
-  repl = sharding.replicated(mesh)
-  step = jax.jit(
-    fn,
-    in_shardings=(shard, jax.tree.map(lambda x: x.sharding, batch)),
-    out_shardings=(shard, repl, repl),
-    donate_argnums=0,
-  )
+  batch = sharding.to_global({'noisy': noisy, 'clean': clean}, prog.mesh)
+  step = prog.train_step(state, batch)
   state, _, skips = step(state, batch)  # Compile.
   skips.block_until_ready()
   return step, state, batch, rows * length / config.data.sample_rate

@@ -25,7 +25,7 @@ from orbax.checkpoint import checkpoint_managers
 
 from harness import errors, evaluation
 from s4jax import models
-from s4jax.training import sharding as sharding_lib
+from s4jax.training import program as program_lib
 from s4jax.training import state as state_lib
 from s4jax.training import tasks as tasks_lib
 
@@ -217,28 +217,6 @@ def log_restored(step: int, directory: str) -> None:
   logging.info('Restored checkpoint step %d from %s.', step, directory)
 
 
-def abstract_train_state(
-  config: ml_collections.ConfigDict,
-  task: tasks_lib.Task,
-  tx: Any,
-  mesh: jax.sharding.Mesh,
-) -> tuple[Any, Any]:
-  """`(init function, abstract state with replicated shardings)`."""
-  init_rng, state_rng = jax.random.split(jax.random.key(config.seed))
-  samples = tasks_lib.init_samples(config)
-
-  def init():
-    params = task.init(init_rng, samples)
-    return state_lib.create(params, tx.init(params), state_rng)
-
-  shapes = jax.eval_shape(init)
-  repl = sharding_lib.replicated(mesh)
-  abstract = jax.tree.map(
-    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl), shapes
-  )
-  return init, abstract
-
-
 def _shardings(tree: Any) -> Any:
   return jax.tree.map(lambda x: x.sharding, tree)
 
@@ -251,12 +229,16 @@ def restore_or_init(
   checkpointer: Checkpointer,
   step: int | None = None,
 ) -> state_lib.TrainState:
-  """The state at `step` (default: latest), or a fresh one if none exist."""
-  init, abstract = abstract_train_state(config, task, tx, mesh)
+  """The state at `step` (default: latest), or a fresh one if none exist.
+
+  The state is placed on `mesh` (`program.Program.abstract_state`), whatever
+  mesh the checkpoint was written from.
+  """
+  program = program_lib.Program(config, mesh, task, tx, lr_fn=None)
   step = checkpointer.latest_step() if step is None else step
   if step is None:
-    return jax.jit(init, out_shardings=_shardings(abstract))()
-  state = checkpointer.restore(step, abstract)
+    return program.init_state()
+  state = checkpointer.restore(step, program.abstract_state())
   log_restored(step, checkpointer.directory)
   return state
 

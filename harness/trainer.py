@@ -279,10 +279,16 @@ def _plateau(run: _Run, state, result: evaluation.EvalResult):
 
 
 def _check_skips(consecutive: Any, step: int, limit: int) -> None:
-  if consecutive is None or limit <= 0:
+  """Waits for a step's skip counter; raises past the limit (0: no limit).
+
+  The wait keeps the host at most one step ahead of the devices, with or
+  without a limit: XLA's CPU client deadlocks on collectives when many
+  steps are queued ahead of its worker threads.
+  """
+  if consecutive is None:
     return
   value = int(consecutive)
-  if value >= limit:
+  if 0 < limit <= value:
     raise NonFiniteError(
       f'Training stopped at step {step}: {value} consecutive steps had a '
       f'non-finite loss or gradient (limit config.train.'
