@@ -174,6 +174,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.data.level_range = (-35.0, -15.0)  # synthetic/offline: dBFS
   config.data.separation_noise = False  # synthetic separation: add noise
   config.data.generation_workers = 1  # processes generating synthetic data
+  # Processes making training batches (0: tf.data threads in the trainer's
+  # process, about one core's worth). On accelerator hosts, enough to make
+  # the examples per second that launch/compile.py says the chips consume.
+  config.data.workers = 0
   # offline corpus (data_pipelines/offline.py); its folder is manual_dir, else
   # <data_dir or $S4JAX_CACHE_DIR or ~/.cache/s4jax>/offline. snr_range and
   # level_range apply too.

@@ -14,7 +14,12 @@ is index-based and fully determined by the seed:
 
 tf.data runs the NumPy loading in parallel and prefetches; with
 `config.data.deterministic` the batches come out in step order (identical
-bytes on every run), otherwise as soon as they are ready.
+bytes on every run), otherwise as soon as they are ready. The loading is
+Python code, so one process feeds about one core's worth of examples;
+`config.data.workers > 0` makes training batches in that many worker
+processes instead (each a pure function of the step, so the batches are
+identical), to feed accelerators that consume more examples per second
+than one core makes (`launch/compile.py` reports the rate a recipe needs).
 
 Batches are dicts of NumPy arrays, per process:
   enhancement: 'noisy', 'clean', 'noise' (b, T) float32;
@@ -26,6 +31,7 @@ Batches are dicts of NumPy arrays, per process:
 
 from __future__ import annotations
 
+import collections
 import functools
 import math
 import os
@@ -511,7 +517,7 @@ def create_train_iterator(
 
   Args:
     config: the recipe ConfigDict (`task`, `seed`, `data.*`,
-      `train.batch_size` = global batch size).
+      `train.batch_size` = global batch size, `data.workers`).
     start_step: the first step to yield; the batches are exactly those an
       uninterrupted run yields from this step on.
     process_index: this process (default `jax.process_index()`).
@@ -526,17 +532,59 @@ def create_train_iterator(
   source = make_source(config, split)
   batch_fn, _ = _train_batch_fn(config, source, pi, pc)
   example = batch_fn(int(start_step))
+  workers = int(config.data.get('workers', 0) or 0)
   logging.info(
-    'Train pipeline: %s/%s, %d examples, batch %d per process, T=%d.',
+    'Train pipeline: %s/%s, %d examples, batch %d per process, T=%d, %s.',
     config.data.name,
     split,
     len(source),
     len(example[source.keys[0]]),
     example[source.keys[0]].shape[-1],
+    f'{workers} worker processes' if workers else 'tf.data threads',
   )
+  if workers < 0:
+    raise ValueError(f'config.data.workers={workers} must be >= 0.')
+  if workers:
+    return _worker_iterator(config, split, pi, pc, int(start_step), workers)
   return _tf_iterator(
     batch_fn, example, int(start_step), None, config.data.deterministic
   )
+
+
+# Worker processes: each builds the source and batch function once, then
+# makes the batches of the steps it is given.
+_WORKER_BATCH_FN = None
+
+
+def _init_worker(config, split: str, pi: int, pc: int) -> None:
+  global _WORKER_BATCH_FN
+  source = make_source(config, split)
+  _WORKER_BATCH_FN, _ = _train_batch_fn(config, source, pi, pc)
+
+
+def _worker_batch(step: int) -> dict[str, np.ndarray]:
+  return _WORKER_BATCH_FN(step)
+
+
+def _worker_iterator(config, split, pi, pc, first: int, workers: int):
+  """Batches of steps `first, first + 1, ...` made by worker processes.
+
+  Up to `2 * workers` steps are in flight; they are yielded in step order.
+  """
+  from harness import pools  # pylint: disable=g-import-not-at-top
+
+  init = functools.partial(_init_worker, config, split, pi, pc)
+  pool = pools.process_pool(workers, initializer=init)
+  pending = collections.deque()
+  try:
+    step = first
+    while True:
+      while len(pending) < 2 * workers:
+        pending.append(pool.submit(_worker_batch, step))
+        step += 1
+      yield pending.popleft().result()
+  finally:
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 class _EvalBatches:

@@ -407,7 +407,9 @@ def _train(run: _Run, initial_params: Any = None) -> TrainResult:
   with metric_writers.ensure_flushes(writer), _PreemptionFlag() as flag:
     for step in range(start + 1, num_steps + 1):
       with jax.profiler.StepTraceAnnotation('train', step_num=step):
-        batch = sharding_lib.to_global(next(train_iter), run.mesh)
+        host = next(train_iter)
+        batch = {k: host[k] for k in run.task.batch_keys}
+        batch = sharding_lib.to_global(batch, run.mesh)
         if train_step is None:
           train_step = run.program.train_step(state, batch)
         state, metrics, consecutive = train_step(state, batch)

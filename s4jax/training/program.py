@@ -59,7 +59,10 @@ def abstract_batch(
   train: bool = True,
   batch_size: int | None = None,
 ) -> dict[str, jax.ShapeDtypeStruct]:
-  """The global batch a recipe's input pipeline feeds, as shapes.
+  """The global batch a recipe's steps read, as shapes.
+
+  These are the task's input and target arrays (`tasks.Task.batch_keys`),
+  which the trainer takes from each pipeline batch.
 
   Args:
     config: the recipe.

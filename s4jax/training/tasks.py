@@ -73,6 +73,14 @@ class Task:
   def output_key(self) -> str:
     return LAYOUTS[self.name][2]
 
+  @property
+  def batch_keys(self) -> tuple[str, str]:
+    """The batch arrays a train step reads: input and target.
+
+    Other arrays a pipeline yields (e.g. `noise`) stay on the host.
+    """
+    return self.input_key, self.target_key
+
   def init(self, rng: jax.Array, num_samples: int) -> Any:
     """Initial parameters from a `(1, num_samples)` dummy input."""
     k_params, k_drop = jax.random.split(rng)

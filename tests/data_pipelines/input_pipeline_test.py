@@ -257,6 +257,28 @@ def test_offline_corpus_train_and_eval_batches(corpus):
   ].shape == (4, 4000)
 
 
+def test_worker_processes_make_the_same_batches(corpus):
+  # Mixing on the fly, in 2 spawned processes, from a resumed step.
+  folder, _ = corpus
+  c = offline_config(folder)
+  threads = _take(
+    input_pipeline.create_train_iterator(c, start_step=3, **single_host()), 4
+  )
+  c.data.workers = 2
+  workers = input_pipeline.create_train_iterator(
+    c, start_step=3, **single_host()
+  )
+  got = _take(workers, 4)
+  workers.close()
+  for i, (a, b) in enumerate(zip(threads, got, strict=True)):
+    assert sorted(a) == sorted(b), (sorted(a), sorted(b))
+    for k in a:
+      assert a[k].tobytes() == b[k].tobytes(), f'step {3 + i} {k} differs'
+  c.data.workers = -1
+  with pytest.raises(ValueError, match='workers'):
+    input_pipeline.create_train_iterator(c, **single_host())
+
+
 def test_offline_eval_uses_the_validation_speakers_and_fixed_mixtures(
   corpus,
 ):
