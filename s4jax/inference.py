@@ -8,12 +8,15 @@
   state = model.init_stream(batch)
   out, state = model.stream_step(state, hop)   # (B, hop_length) -> (B, S, .)
   tail = model.flush(state)                 # (B, S, latency - hop_length)
+  tail = model.flush(state, last)           # last (B, r < hop_length) in,
+                                            # (B, S, latency - hop + r) out
   model.count_macs(seconds)                 # {'total', 'per_module', ...}
 
 Concatenated, the stream's outputs and the flushed tail are the model's
 output on the input stream delayed by `latency - hop_length` samples: the
 output for input sample `t` has been returned once sample `t + latency - 1`
-has arrived.
+has arrived. A signal that ends inside a hop passes its last `r` samples to
+`flush`, so that the stream ends where the signal does.
 
 Implementations, each built from `(model_config, params)`:
 
@@ -124,8 +127,12 @@ class SpeechModel(Protocol):
   def stream_step(self, state: Any, hop: np.ndarray) -> tuple[np.ndarray, Any]:
     """One hop `(B, hop_length)` in; `(out (B, S, hop_length), state)`."""
 
-  def flush(self, state: Any) -> np.ndarray:
-    """Ends the streams: the last `(B, S, latency - hop_length)` samples."""
+  def flush(self, state: Any, last: np.ndarray | None = None) -> np.ndarray:
+    """Ends the streams: the last `(B, S, latency - hop_length + r)` samples.
+
+    `last` is the signals' final `(B, r)` samples, `0 <= r < hop_length`,
+    when they end inside a hop (None: `r = 0`).
+    """
 
   def count_macs(self, seconds: float = 1.0) -> dict[str, Any]:
     """MACs of one offline pass on `seconds` of audio, batch 1.
@@ -253,8 +260,8 @@ class TaskModel(_Model):
     del state, hop
     return self.init_stream()
 
-  def flush(self, state: Any) -> np.ndarray:
-    del state
+  def flush(self, state: Any, last: np.ndarray | None = None) -> np.ndarray:
+    del state, last
     return self.init_stream()
 
   def count_macs(self, seconds: float = 1.0) -> dict[str, Any]:
@@ -282,7 +289,9 @@ class SpikingS4Model(_Model):
 
   `offline` uses `spiking_s4.offline_enhancer` (the S4D kernels of the last
   few clip lengths are kept); the stream is `spiking_s4.init_stream /
-  stream_step / stream_flush`, whose output equals the offline one.
+  stream_step / stream_flush`, whose output equals the offline one at any
+  length (a partial last hop given to `flush` is reflect-padded about the
+  signal's last sample, as the offline STFT pads).
 
   Attributes:
     sample_rate: Hz (the run's `config.data.sample_rate`).
@@ -344,8 +353,8 @@ class SpikingS4Model(_Model):
     out, state = self._lib.stream_step(self.variables, state, jnp.asarray(hop))
     return np.asarray(out, np.float32)[:, None], state
 
-  def flush(self, state: Any) -> np.ndarray:
-    tail, _ = self._lib.stream_flush(self.variables, state)
+  def flush(self, state: Any, last: np.ndarray | None = None) -> np.ndarray:
+    tail, _ = self._lib.stream_flush(self.variables, state, last)
     return np.asarray(tail, np.float32)[:, None]
 
   def count_macs(self, seconds: float = 1.0) -> dict[str, Any]:
@@ -522,10 +531,21 @@ class S4MModel(_Model):
       state = self._next_block(state)
     return self._take(state, self.hop_length)
 
-  def flush(self, state: BlockStreamState) -> np.ndarray:
+  def flush(
+    self, state: BlockStreamState, last: np.ndarray | None = None
+  ) -> np.ndarray:
+    r = 0 if last is None else np.shape(last)[-1]
+    if r >= self.hop_length:
+      raise ValueError(f'last must be a partial hop, got {np.shape(last)}.')
+    if r:
+      state = dataclasses.replace(
+        state,
+        inputs=np.concatenate([state.inputs, last], axis=-1, dtype=np.float32),
+        received=state.received + r,
+      )
     while state.next_block < state.received:
       state = self._next_block(state)
-    tail, _ = self._take(state, self.latency - self.hop_length)
+    tail, _ = self._take(state, self.latency - self.hop_length + r)
     return tail
 
   def count_macs(self, seconds: float = 1.0) -> dict[str, Any]:
@@ -696,8 +716,9 @@ def iter_stream(
   """The streaming mode fed `chunk` samples at a time, re-aligned.
 
   Arguments as in `iter_chunks`, for a `model` that streams; `chunk` (a
-  multiple of `model.hop_length`) is the samples read at a time, and the
-  stream runs on whole chunks (zeros after `num_samples`).
+  multiple of `model.hop_length`) is the samples read at a time. The stream
+  ends with the signal: its whole hops are streamed, and a last partial hop
+  is given to `model.flush` (no zeros are streamed after `num_samples`).
 
   Yields:
     `Piece`s of `chunk` samples starting at 0, `chunk`, ...: the model's
@@ -718,10 +739,14 @@ def iter_stream(
     buffer = np.concatenate([buffer, out[:, skip:]], axis=-1)
     return buffer, produced + out.shape[-1]
 
+  last = None  # A partial last hop, for flush.
   for start in range(0, num_samples, chunk):
-    x = np.asarray(read(start, start + chunk), np.float32)
-    outs = []
-    for h in range(0, chunk, hop):
+    x = np.asarray(read(start, min(start + chunk, num_samples)), np.float32)
+    whole = len(x) - len(x) % hop
+    if whole < len(x):
+      last = x[None, whole:]
+    outs = [np.zeros((model.num_outputs, 0), np.float32)]
+    for h in range(0, whole, hop):
       out, state = model.stream_step(state, x[None, h : h + hop])
       outs.append(out[0])
     buffer, produced = add(np.concatenate(outs, axis=-1), buffer, produced)
@@ -731,7 +756,7 @@ def iter_stream(
       cut = max(target + chunk - margin - buffer_start, 0)
       buffer, buffer_start = buffer[:, cut:], buffer_start + cut
       target += chunk
-  buffer, produced = add(model.flush(state)[0], buffer, produced)
+  buffer, produced = add(model.flush(state, last)[0], buffer, produced)
   while target < num_samples:
     a = target - margin - buffer_start
     audio = resample_lib.window(buffer, a, a + chunk + 2 * margin)
@@ -753,9 +778,11 @@ def chunked(
 def streamed(model: SpeechModel, x: np.ndarray) -> np.ndarray:
   """`x` real `(T,)` hop by hop through the stream -> float32 `(S, T)`.
 
-  The signal is zero-padded to whole hops; the output is aligned with the
-  input (the stream's delay removed), so it is comparable with
-  `model.offline` on the padded signal.
+  The output is aligned with the input (the stream's delay removed). The
+  whole hops are streamed and a last partial hop is given to `model.flush`,
+  so the stream sees the signal and nothing after it: for Spiking-S4 the
+  result equals `model.offline(x)` at any length, to float32 rounding (the
+  recurrence against the FFT convolution).
   """
   x = np.asarray(x, np.float32)
   if not len(x):

@@ -338,14 +338,24 @@ class StreamingSTFT:
   With `p = n_fft // 2 // hop` hops of padding, frame `t` covers input hops
   `t - p .. t + p - 1` and the reflect padding at the start reaches one
   sample into hop `p`. So the first call that can analyse anything is the one
-  that receives hop `p`; it yields frames 0 and 1 (`start_frames`). Every
-  later call yields one frame (`next_frame`), frame `m - p + 1` on hop `m`.
+  that receives hop `p`; it yields frames 0 and 1 (`start_frames`) and puts
+  the start's padding in the buffer (`pad_start`, for frames 2 .. `p - 1`
+  when `p > 2`). Every later call yields one frame (`next_frame`), frame
+  `m - p + 1` on hop `m`.
   Each synthesised frame is overlap-added (`overlap_add`) and completes one
   hop of output. Output hop `k` therefore leaves with input hop `k + 2p - 1`:
   the algorithmic latency is one window (`n_fft` samples, 32 ms at 512 / 16
   kHz), counting the hop being collected. At the end of the signal
   `end_frames` gives the last `p` frames (reflect padding at the end) and the
   remaining `p - 1` hops of output are read with `tail`.
+
+  A signal that ends inside a hop (`r` samples of it, `0 < r < hop`) is
+  exact too: `last_hop` completes the partial hop with the start of the
+  end's reflect padding, which repeats samples already received; that hop is
+  pushed and analysed as any other, and `end_frames(buf, pad)` and
+  `tail(buf, pad)` with `pad = hop - r` give the remaining `p - 1` frames
+  and `p hops - pad` samples of output, reflected about the signal's true
+  last sample as `stft` does.
 
   The class only holds static settings; all methods are pure functions of
   `StreamBuffers`.
@@ -413,19 +423,60 @@ class StreamingSTFT:
       )
     )
 
+  def pad_start(self, buf: StreamBuffers) -> StreamBuffers:
+    """Puts the start's reflect padding in the buffer, at hop `pad_hops`.
+
+    Call once, when hop `pad_hops` has been pushed (with `start_frames`):
+    the zeros before sample 0 become `x[-t] = x[t]`, which frames 2 ..
+    `pad_hops - 1` read through `next_frame` (none with `pad_hops <= 2`:
+    the buffer is returned as it is).
+    """
+    if self.pad_hops <= 2:
+      return buf
+    lead = (self.pad_hops - 1) * self.hop_length  # Samples before 0 held.
+    x = buf.inputs
+    head = jnp.flip(x[..., lead + 1 : 2 * lead + 1], axis=-1)
+    return buf._replace(inputs=jnp.concatenate([head, x[..., lead:]], -1))
+
   def next_frame(self, buf: StreamBuffers) -> jnp.ndarray:
     """The frame ending with the last pushed hop: `(..., F)`."""
     return self._spectra(buf.inputs)
 
-  def end_frames(self, buf: StreamBuffers) -> jnp.ndarray:
-    """The last `pad_hops` frames after the final hop: `(..., pad_hops, F)`."""
+  def last_hop(self, buf: StreamBuffers, last: jnp.ndarray) -> jnp.ndarray:
+    """A partial final hop `(..., r)`, `0 < r < hop`, completed to a hop.
+
+    The `hop - r` samples added are the start of the reflect padding after
+    the signal's last sample (`x[T + k] = x[T - 2 - k]`), as `stft` pads;
+    they come from `last` and the samples pushed before it.
+    """
+    r, hop = last.shape[-1], self.hop_length
+    if not 0 < r < hop:
+      raise ValueError(f'A partial hop has 1 to {hop - 1} samples, got {r}.')
+    seen = jnp.concatenate([buf.inputs, last.astype(buf.inputs.dtype)], -1)
+    return jnp.concatenate(
+      [seen[..., -r:], jnp.flip(seen[..., -(hop - r) - 1 : -1], axis=-1)], -1
+    )
+
+  def end_frames(self, buf: StreamBuffers, pad: int = 0) -> jnp.ndarray:
+    """The frames left after the final hop: `(..., pad_hops - (pad > 0), F)`.
+
+    Args:
+      buf: the buffers after the final hop.
+      pad: samples at the end of that hop past the signal's end (it was a
+        partial hop completed by `last_hop`), `0 <= pad < hop_length`.
+    """
     half, hop = self.n_fft // 2, self.hop_length
-    trail = jnp.flip(buf.inputs[..., self.n_fft - half - 1 : -1], axis=-1)
-    ext = jnp.concatenate([buf.inputs, trail], axis=-1)
+    if not 0 <= pad < hop:
+      raise ValueError(f'pad must be in [0, {hop}), got {pad}.')
+    seen = buf.inputs[..., : self.n_fft - pad]  # Ends with the last sample.
+    trail = jnp.flip(seen[..., -half - 1 : -1], axis=-1)
+    ext = jnp.concatenate([seen, trail], axis=-1)
     frames = [
       ext[..., (1 + j) * hop : (1 + j) * hop + self.n_fft]
-      for j in range(self.pad_hops)
+      for j in range(self.pad_hops - (pad > 0))
     ]
+    if not frames:  # pad_hops 1: the completed hop's frame was the last.
+      return self._spectra(ext[..., None, : self.n_fft])[..., :0, :]
     return self._spectra(jnp.stack(frames, axis=-2))
 
   def overlap_add(
@@ -450,9 +501,18 @@ class StreamingSTFT:
       ola=ola.astype(buf.ola.dtype), env=env.astype(buf.env.dtype)
     ), out
 
-  def tail(self, buf: StreamBuffers) -> jnp.ndarray:
-    """Output left after the last frame: `(..., (pad_hops - 1) * hop)`."""
-    n = (self.pad_hops - 1) * self.hop_length
+  def tail(self, buf: StreamBuffers, pad: int = 0) -> jnp.ndarray:
+    """Output left after the last frame.
+
+    Args:
+      buf: the buffers after the last frame.
+      pad: as in `end_frames`.
+
+    Returns:
+      Real `(..., (pad_hops - 1) * hop)`, or with `pad > 0`, `(...,
+      pad_hops * hop - pad)`: the output up to the signal's last sample.
+    """
+    n = (self.pad_hops - (pad == 0)) * self.hop_length - pad
     env = buf.env[:n]
     return buf.ola[..., :n] / jnp.where(env > 0, env, 1.0)
 

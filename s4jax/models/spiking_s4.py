@@ -42,9 +42,12 @@ Streaming (frame by frame, exact; see `init_stream`):
   state = init_stream(variables, model_config, batch=1)
   out_hop, state = stream_step(variables, state, hop)   # (B, 128) each
   tail, state = stream_flush(variables, state)           # last 384 samples
+  tail, state = stream_flush(variables, state, last)     # last (B, r < 128)
+                                                         # in, 384 + r out
 Output hop k leaves with input hop k + 3: one window (32 ms) of algorithmic
 latency. `enhance_streaming` strings these together and returns a signal
-aligned with the offline output.
+aligned with the offline output, for any length (a signal ending inside a
+hop is flushed with its partial hop, reflect-padded at its true end).
 """
 
 from __future__ import annotations
@@ -786,6 +789,7 @@ def stream_step(
   def start(args):
     carry, buffers = args
     specs = st.start_frames(buffers)
+    buffers = st.pad_start(buffers)
     carry, buffers, _ = _frame(variables, state, carry, buffers, specs[:, 0])
     carry, buffers, out = _frame(variables, state, carry, buffers, specs[:, 1])
     return carry, buffers, out if p == 1 else zeros
@@ -801,38 +805,65 @@ def stream_step(
   return out, state.replace(count=state.count + 1, buffers=buffers, carry=carry)
 
 
-@jax.jit
-def _flush(variables, state):
+@functools.partial(jax.jit, static_argnames='pad')
+def _flush(variables, state, pad=0):
   model = state.model
   st = model.streaming_stft
   carry, buffers = state.carry, state.buffers
-  specs = st.end_frames(buffers)
+  specs = st.end_frames(buffers, pad)
   outs = []
-  for j in range(st.pad_hops):
+  for j in range(specs.shape[1]):
     carry, buffers, out = _frame(variables, state, carry, buffers, specs[:, j])
     outs.append(out)
-  outs.append(st.tail(buffers))
+  outs.append(st.tail(buffers, pad))
   return jnp.concatenate(outs, axis=-1), state.replace(
     carry=carry, buffers=buffers
   )
 
 
 def stream_flush(
-  variables: Any, state: StreamState
+  variables: Any, state: StreamState, last: Any = None
 ) -> tuple[jnp.ndarray, StreamState]:
-  """Ends the stream: the last `n_fft - hop` samples of output (384).
+  """Ends the stream: the last `n_fft - hop + r` samples of output (384 + r).
+
+  Args:
+    variables: the model variables.
+    state: the stream after its last whole hop.
+    last: the signal's last `r` samples `(B, r)`, `0 <= r < hop`, when it
+      ends inside a hop (None: it ended with a whole hop). The partial hop
+      is completed with the start of the end's reflect padding
+      (`StreamingSTFT.last_hop`) and the frames after it are reflected about
+      the true last sample, so the output equals the offline model's on
+      the `count * hop + r` samples.
+
+  Returns:
+    `(tail, state)`: the output's last `(B, n_fft - hop + r)` samples.
 
   Raises:
-    ValueError: when fewer than `n_fft // 2 // hop + 1` hops were streamed
-      (the offline STFT needs more than `n_fft // 2` samples too).
+    ValueError: when the stream has no more than `n_fft // 2` samples (the
+      offline STFT's reflect padding needs more too), or `last` is not a
+      partial hop.
   """
   st = state.model.streaming_stft
-  if int(state.count) < st.pad_hops + 1:
+  hop, count = st.hop_length, int(state.count)
+  r = 0 if last is None else int(np.shape(last)[-1])
+  if count * hop + r <= st.n_fft // 2:
     raise ValueError(
-      f'Only {int(state.count)} hops were streamed; at least '
-      f'{st.pad_hops + 1} are needed before flushing.'
+      f'Only {count} hops and {r} samples were streamed; flushing needs more '
+      f'than n_fft // 2 = {st.n_fft // 2} samples (for the reflect padding, '
+      'as offline).'
     )
-  return _flush(variables, state)
+  if not r:
+    return _flush(variables, state)
+  last = jnp.asarray(last, state.buffers.inputs.dtype)
+  want = state.buffers.inputs.shape[:-1] + (r,)
+  if r >= hop or last.shape != want:
+    raise ValueError(
+      f'last must be a partial hop (batch, r) with r < {hop}, got {last.shape}.'
+    )
+  out, state = stream_step(variables, state, st.last_hop(state.buffers, last))
+  tail, state = _flush(variables, state, hop - r)
+  return jnp.concatenate([out, tail], axis=-1), state
 
 
 def enhance_streaming(
@@ -843,22 +874,23 @@ def enhance_streaming(
   Args:
     variables: model variables.
     model_or_config: a `SpikingS4` or its `config.model`.
-    noisy: real `(B, T)` with `T` a multiple of the hop.
+    noisy: real `(B, T)`, `T > n_fft // 2` (as offline); a partial last
+      hop goes to `stream_flush`.
 
   Returns:
     Real `(B, T)`, aligned with (and equal to) the offline `'estimate'`.
   """
   model = _as_model(model_or_config)
   hop = model.hop_length
-  noisy = check_waveform(noisy, hop)
+  noisy = check_waveform(noisy)
+  whole = noisy.shape[-1] - noisy.shape[-1] % hop
   state = init_stream(variables, model, noisy.shape[0])
   delay = stft_lib.stream_reference_delay(model.streaming_stft)
   outs = []
-  for m in range(noisy.shape[-1] // hop):
+  for m in range(whole // hop):
     out, state = stream_step(
       variables, state, noisy[:, m * hop : (m + 1) * hop]
     )
-    if m >= delay:
-      outs.append(out)
-  tail, _ = stream_flush(variables, state)
-  return jnp.concatenate([*outs, tail], axis=-1)
+    outs.append(out)
+  tail, _ = stream_flush(variables, state, noisy[:, whole:])
+  return jnp.concatenate([*outs, tail], axis=-1)[:, delay * hop :]

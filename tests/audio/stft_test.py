@@ -151,23 +151,35 @@ def test_bad_inputs_raise_clear_errors():
 
 
 def _stream(st, x, gain):
-  """Streams x (B, L) hop by hop with a per-bin gain; returns (B, L)."""
+  """Streams x (B, L) hop by hop with a per-bin gain; returns (B, L).
+
+  A partial last hop is completed with `last_hop` and ended with `pad`.
+  """
   buf = st.init(x.shape[:1])
   p, hop, outs = st.pad_hops, st.hop_length, []
-  for m in range(x.shape[-1] // hop):
-    buf = st.push(buf, jnp.asarray(x[:, m * hop : (m + 1) * hop]))
+  pad = -x.shape[-1] % hop
+  for m in range(-(-x.shape[-1] // hop)):
+    hop_in = jnp.asarray(x[:, m * hop : (m + 1) * hop])
+    if hop_in.shape[-1] < hop:
+      hop_in = st.last_hop(buf, hop_in)
+    buf = st.push(buf, hop_in)
     if m < p:
       continue
-    specs = st.start_frames(buf) if m == p else st.next_frame(buf)[:, None]
+    if m == p:
+      specs, buf = st.start_frames(buf), st.pad_start(buf)
+    else:
+      specs = st.next_frame(buf)[:, None]
     for j in range(specs.shape[1]):
       buf, out = st.overlap_add(buf, specs[:, j] * gain)
-      if m > p:
+      frame = j if m == p else m - p + 1
+      if frame >= p:  # The first p hops out are the start's padding.
         outs.append(np.asarray(out))
-  specs = st.end_frames(buf)
+  specs = st.end_frames(buf, pad)
   for j in range(specs.shape[1]):
     buf, out = st.overlap_add(buf, specs[:, j] * gain)
-    outs.append(np.asarray(out))
-  outs.append(np.asarray(st.tail(buf)))
+    if m - p + 2 + j >= p:  # Frame m - p + 2 + j.
+      outs.append(np.asarray(out))
+  outs.append(np.asarray(st.tail(buf, pad)))
   return np.concatenate(outs, axis=-1)
 
 
@@ -183,6 +195,36 @@ def test_streaming_stft_equals_offline(window):
   )
   err = np.max(np.abs(got - want))
   assert got.shape == x.shape, f'streamed {got.shape}, expected {x.shape}'
+  assert err < 1e-5, f'streaming vs offline max error {err:.2e}'
+
+
+@pytest.mark.parametrize(
+  'n_fft, hop, length',
+  [
+    (512, 128, 128 * 20 + 1),
+    (512, 128, 128 * 20 + 64),
+    (512, 128, 128 * 20 + 127),
+    (512, 128, 257),  # The shortest signal stft pads.
+    (512, 128, 300),
+    (256, 128, 128 * 6 + 50),  # One hop of padding: no frame left to flush.
+    (512, 64, 64 * 30),  # Four hops of padding: frames 2 and 3 too.
+    (512, 64, 64 * 30 + 17),
+    (512, 64, 257),
+  ],
+)
+def test_streaming_stft_equals_offline_for_any_length(n_fft, hop, length):
+  # A signal ending inside a hop: the end's reflect padding is about its
+  # true last sample, as offline.
+  x = _signal((2, length), 9)
+  bins = n_fft // 2 + 1
+  gain = jnp.asarray(np.random.default_rng(10).uniform(0, 2, bins), jnp.float32)
+  st = stft_lib.StreamingSTFT(n_fft=n_fft, hop_length=hop)
+  got = _stream(st, x, gain)
+  kw = dict(n_fft=n_fft, hop_length=hop)
+  spec = stft_lib.stft(jnp.asarray(x), **kw)
+  want = np.asarray(stft_lib.istft(spec * gain, length=length, **kw))
+  assert got.shape == x.shape, f'streamed {got.shape}, expected {x.shape}'
+  err = np.max(np.abs(got - want))
   assert err < 1e-5, f'streaming vs offline max error {err:.2e}'
 
 

@@ -527,7 +527,8 @@ def _real_pipeline():
 
 def test_streaming_equals_offline_whole_file(spiking_run, tmp_path):
   # Spiking-S4's streaming mode is exact: hop by hop with carried state it
-  # reproduces the offline model on the whole (zero-padded) file.
+  # reproduces the offline model on the whole file (which ends inside a
+  # hop: 20,800 samples are 162.5 hops).
   x = _tone(1.3, 16000)[:, 0].astype(np.float32)
   sf.write(tmp_path / 'x.wav', x, 16000, subtype='FLOAT')
   _run_in_process(
@@ -544,8 +545,7 @@ def test_streaming_equals_offline_whole_file(spiking_run, tmp_path):
   got, rate = sf.read(tmp_path / 'o' / 'x.wav', dtype='float32')
   assert rate == 16000 and got.shape == x.shape, got.shape
   model = inference.load_model(workdir=spiking_run)
-  padded = np.pad(x, (0, -len(x) % 4096))  # The streamed length.
-  want = model(padded)[: len(x)]
+  want = model(x)
   scale = np.abs(want).max()
   np.testing.assert_allclose(
     got,

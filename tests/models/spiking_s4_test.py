@@ -255,8 +255,8 @@ def test_bad_inputs_raise_clear_errors():
     _small(emission='conv').init(jax.random.PRNGKey(0), jnp.zeros((1, 4000)))
   with pytest.raises(ValueError, match='dtype'):
     _small(dtype='float16').init(jax.random.PRNGKey(0), jnp.zeros((1, 4000)))
-  with pytest.raises(ValueError, match='multiple of 128'):
-    ss4.enhance_streaming(variables, model, jnp.zeros((1, 1000)))
+  with pytest.raises(ValueError, match=r'more than n_fft // 2 = 256'):
+    ss4.enhance_streaming(variables, model, jnp.zeros((1, 256)))
   with pytest.raises(ValueError, match='NaN'):
     ss4.offline_enhancer(variables, model, 4000)(
       np.full((1, 4000), np.nan, np.float32)
@@ -269,6 +269,9 @@ def test_bad_inputs_raise_clear_errors():
   _, state = ss4.stream_step(variables, state, jnp.zeros((1, 128)))
   with pytest.raises(ValueError, match='hops'):
     ss4.stream_flush(variables, state)
+  _, state = ss4.stream_step(variables, state, jnp.zeros((1, 128)))
+  with pytest.raises(ValueError, match='partial hop'):
+    ss4.stream_flush(variables, state, jnp.zeros((1, 128)))
 
 
 def _stream_vs_offline(model, x, variables):
