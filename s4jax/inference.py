@@ -412,8 +412,10 @@ class S4MModel(_Model):
   arrives; the latency is `block + context` samples.
 
   Attributes:
-    block_seconds, context_seconds: the stream's block and context,
-      rounded to whole hops in `block` and `context` (samples).
+    block_seconds: the stream's block, rounded to whole hops in `block`
+      (samples).
+    context_seconds: the stream's context on each side, rounded to whole
+      hops in `context` (samples).
     hop_length: the encoder hop (`s4m.encoder_window`: a quarter of the
       encoder window).
   """

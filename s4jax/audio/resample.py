@@ -98,8 +98,10 @@ class Rates:
   the filter's edges, which `margin` covers.
 
   Attributes:
-    signal_rate, model_rate: the two rates in Hz.
-    unit_signal, unit_model: samples of one common period at each rate.
+    signal_rate: the signal's rate in Hz.
+    model_rate: the model's rate in Hz.
+    unit_signal: signal samples of one common period of the two rates.
+    unit_model: model samples of that period.
   """
 
   def __init__(self, signal_rate: int, model_rate: int):

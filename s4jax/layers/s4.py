@@ -224,9 +224,11 @@ class OutputProjection(nn.Module):
 class S4Layer(SSMSettings):
   """S4 (DPLR) or S4D (diagonal) sequence layer, channels-last.
 
+  The SSM itself is set by the attributes inherited from `SSMSettings`
+  (`d_state`, `mode`, `init_scheme`, `rank`, `n_ssm`, `dt_min`, `dt_max`,
+  `learn_b`, `use_d`); the layer adds the rest.
+
   Attributes:
-    (the `SSMSettings`: d_state, mode, init_scheme, rank, n_ssm, dt_min,
-      dt_max, learn_b, use_d.)
     discretization: 'zoh' or 'bilinear' (mode 's4' is always bilinear).
     bidirectional: add an anti-causal kernel (state-spaces/s4 convention: the
       backward kernel starts at lag 1, lag 0 is the forward kernel's and D's).

@@ -192,7 +192,8 @@ class SpikingS4Stream:
 
   Attributes:
     model: the `SpikingS4` module.
-    hop_length, n_fft: STFT settings of the model.
+    hop_length: the model's STFT hop.
+    n_fft: the model's STFT size.
     pad_hops: `p = n_fft / (2 hop)`.
     delay_hops: output hop `m` leaves with input hop `m + delay_hops`.
     latency_samples: algorithmic latency, `(delay_hops + 1) * hop`.

@@ -182,7 +182,8 @@ class SpikingS4Block(nn.Module):
     emission: 'linear' (paper) or 'glu' (competition code).
     dropout: dropout rate after the second neuron group (whole channels,
       like PyTorch `Dropout1d`).
-    dt_min, dt_max: S4D step-size initialisation range.
+    dt_min: S4D step-size initialisation range, low end.
+    dt_max: S4D step-size initialisation range, high end.
   """
 
   d_model: int
@@ -321,8 +322,10 @@ class SpikingS4(nn.Module):
   """Spiking-S4 magnitude-mask enhancer (see the module docstring).
 
   Attributes:
-    n_fft, hop_length, win_length, window: STFT settings (`win_length` 0 or
-      None: `n_fft`).
+    n_fft: STFT size.
+    hop_length: STFT hop.
+    win_length: STFT window length (0 or None: `n_fft`).
+    window: STFT window, 'rect' (the authors') or 'hann'.
     input_offset: subtracted from the magnitude (authors: 0.2).
     d_model: width H.
     n_layers: number of Spiking-S4 blocks.
