@@ -1,9 +1,9 @@
 r"""Spiking-S4 (the paper's 530,442-parameter model) on real recorded speech.
 
 Trains on the offline corpus of real speech and noise built from Debian
-packages (`python launch/build_corpus.py --install`, see README "Data"), so
-that the model improves real recordings, not only the built-in
-source-filter speech:
+packages (`python launch/build_corpus.py --install`; see "The offline
+corpus" in docs/reference/data.md), so that the model improves real
+recordings, not only the built-in source-filter speech:
 
   python launch/build_corpus.py --install
   python launch/train.py --config=configs/spiking_s4_offline.py \
@@ -19,7 +19,7 @@ clip 10, weight decay 1e-5, but batch 8 of 3 s crops (not 128 x 30 s) and
 a cosine schedule for a run of hours. Checkpoints are chosen by PESQ-WB on
 the validation split (held-out real speakers).
 
-The shipped checkpoint `pretrained/spiking_s4` comes from this recipe; its
+The shipped model `s4jax/pretrained/spiking_s4` comes from this recipe; its
 model card gives the steps, wall time and scores on real recordings.
 """
 

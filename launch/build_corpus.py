@@ -20,7 +20,8 @@ The default folder is $S4JAX_CACHE_DIR/offline (else
 (finished clips are kept) and returns at once when the corpus is complete.
 Without `--install`, missing packages stop the build with the `apt-get`
 line that installs them (or use `--skip_missing`). About 6 minutes and
-1.5 GB on 2 cores, after about 350 MB of packages (see README, Data).
+1.5 GB on 2 cores, after about 350 MB of packages (see
+docs/reference/data.md).
 """
 
 from __future__ import annotations
