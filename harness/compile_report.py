@@ -75,6 +75,7 @@ class StepReport:
     cost_source: 'platform' (the chip's own analysis, loop-scaled) or
       'generic' (XLA's generic analysis of the chip's optimised program).
     loops: `{op_name, trip_count}` of each while loop (None: unread).
+    seconds: length of each example (set for the eval step).
   """
 
   name: str
@@ -88,6 +89,7 @@ class StepReport:
   cost: dict[str, float] = dataclasses.field(default_factory=dict)
   cost_source: str = ''
   loops: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+  seconds: float = 0.0
 
 
 @dataclasses.dataclass
@@ -201,6 +203,7 @@ class Report:
       if name != 'train':
         out[f'{name}_per_chip_bytes'] = _bytes(step.memory)
         out[f'{name}_compiled'] = step.compiled
+        out[f'{name}_seconds'] = step.seconds
       if step.error:
         out[f'{name}_error'] = step.error
     return out
@@ -311,6 +314,7 @@ def compile_recipe(
   recipe: str = '',
   topology: str = '',
   per_chip_batch: int | None = None,
+  eval_seconds: float = 0.0,
   steps: tuple[str, ...] = ('train', 'eval'),
 ) -> Report:
   """Compiles a recipe's steps over `devices` and analyses them.
@@ -324,6 +328,10 @@ def compile_recipe(
       recipe's `train.batch_size` (the global batch) split over the chips.
       Eval batches are `eval.batch_size` rounded up to a multiple of the
       chips, as the evaluation loop pads them.
+    eval_seconds: length of the compiled eval examples. Default: the
+      recipe's `data.eval_segment_seconds`, else its train crop length;
+      a whole-clip evaluation pads every clip to its split's longest,
+      which only the data knows.
     steps: which steps to compile ('train', 'eval').
 
   Returns:
@@ -339,9 +347,11 @@ def compile_recipe(
     )
   mesh = sharding_lib.create_mesh(devices=devices)
   chips = mesh.shape[sharding_lib.DATA]
+  config = ml_collections.ConfigDict(config.to_dict())
   if per_chip_batch is not None:
-    config = ml_collections.ConfigDict(config.to_dict())
     config.train.batch_size = int(per_chip_batch) * chips
+  if eval_seconds > 0:
+    config.data.eval_segment_seconds = float(eval_seconds)
   program = program_lib.Program.build(config, mesh)
   state = program.abstract_state()
   out = {}
@@ -358,6 +368,9 @@ def compile_recipe(
     )
     out['eval'] = _compile(
       'eval', program.eval_step(), (state.params, batch), size
+    )
+    out['eval'].seconds = program_lib.batch_length(config, train=False) / (
+      float(config.data.sample_rate)
     )
   return Report(
     recipe=recipe,

@@ -80,6 +80,13 @@ _PER_CHIP_BATCH = flags.DEFINE_integer(
   'Examples per chip and train step (default: the recipe batch split over '
   'the chips).',
 )
+_EVAL_SECONDS = flags.DEFINE_float(
+  'eval_seconds',
+  0.0,
+  'Length of the compiled eval examples (0: the recipe eval_segment_seconds, '
+  'else its train crop; whole-clip evaluation pads clips to the longest of '
+  'the split).',
+)
 _STEPS = flags.DEFINE_list(
   'steps', ['train', 'eval'], 'Steps to compile: train and/or eval.'
 )
@@ -128,8 +135,9 @@ def _print_step(report, step) -> None:
     print(f'{step.name} step: compilation {kind}: {step.error}')
     return
   m, hbm = step.memory, report.hbm_bytes
+  length = f', {step.seconds:g} s examples' if step.seconds else ''
   print(
-    f'{step.name} step (global batch {step.global_batch}): compiled in '
+    f'{step.name} step (global batch {step.global_batch}{length}): compiled in '
     f'{step.compile_seconds:.0f} s\n'
     f'  memory per chip: {_gib(m["arguments"])} arguments + '
     f'{_gib(m["temporaries"])} temporaries + {_gib(m["outputs"])} outputs '
@@ -192,6 +200,7 @@ def main(argv):
       recipe=_recipe_name(),
       topology=name,
       per_chip_batch=_PER_CHIP_BATCH.value,
+      eval_seconds=_EVAL_SECONDS.value,
       steps=tuple(_STEPS.value),
     )
   if _JSON.value:

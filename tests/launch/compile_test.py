@@ -33,6 +33,7 @@ def test_spiking_s4_smoke_compiles_on_one_host():
   assert result.returncode == 0, result.stderr[-3000:]
   out = _report(result)
   assert out['compiled'] and out['fits'] and out['eval_compiled'], out
+  assert out['eval_seconds'] == 0.5, out  # The smoke recipe's crop.
   assert (out['chips'], out['hosts'], out['chip']) == (4, 1, 'v5e'), out
   assert out['global_batch'] == 4 and out['per_chip_batch'] == 1, out
   memory = out['per_chip_bytes']
