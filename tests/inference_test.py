@@ -157,8 +157,8 @@ def test_spiking_stream_equals_its_own_enhance_streaming(spiking):
 
 
 # Whole hops and not: 257 samples is the shortest signal the STFT pads
-# (more than n_fft / 2), 300 and 384 end inside and with the third hop.
-@pytest.mark.parametrize('length', [257, 300, 384, 2048, 2049, 2048 + 64, 2175])
+# (more than n_fft / 2); 2049 and 2175 end 1 and 127 samples into a hop.
+@pytest.mark.parametrize('length', [257, 300, 2048, 2049, 2175])
 def test_spiking_stream_equals_offline_at_any_length(spiking, length):
   """The stream ends where the signal does, as offline.
 
