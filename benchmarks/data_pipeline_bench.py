@@ -5,7 +5,7 @@ Measures, in one process:
      120 s each, 16 kHz) into a fresh temporary cache;
   2. `create_train_iterator` examples per second (4 clips of 4 s per batch);
   3. baseline: the same batches from the NumPy batch function alone (no
-     tf.data), to show what tf.data's parallel map and prefetch add;
+     prefetching), to show what the prefetching threads add;
   4. baseline: one Spiking-S4 training step (value_and_grad + Adam) on a
      fixed batch, and the same step fed by the pipeline, to show whether the
      pipeline slows training down.
@@ -135,7 +135,7 @@ def main() -> None:
     f'{b / t_numpy:.0f} examples/s'
   )
   print(
-    f'tf.data train iterator:          {1e3 * t_pipe:.2f} ms/batch, '
+    f'train iterator:                  {1e3 * t_pipe:.2f} ms/batch, '
     f'{b / t_pipe:.0f} examples/s  (x{t_numpy / t_pipe:.2f} vs NumPy)'
   )
 

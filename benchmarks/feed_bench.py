@@ -6,9 +6,9 @@ r"""How fast the input pipeline makes training examples, per host core.
 For each crop length it measures, over `--steps` batches of 8:
 
 * the CPU time per example of the batch function alone (one core, no
-  tf.data): what one host core spends to make one example;
+  prefetching): what one host core spends to make one example;
 * examples per second from `create_train_iterator` with `config.data.workers`
-  = each of `--workers` (0: tf.data threads in this process).
+  = each of `--workers` (0: `config.data.threads` threads in this process).
 
 `launch/compile.py` reports the examples per second a recipe's chips would
 consume; that rate times the CPU time per example is the number of host

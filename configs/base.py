@@ -174,9 +174,12 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.data.level_range = (-35.0, -15.0)  # synthetic/offline: dBFS
   config.data.separation_noise = False  # synthetic separation: add noise
   config.data.generation_workers = 1  # processes generating synthetic data
-  # Processes making training batches (0: tf.data threads in the trainer's
-  # process, about one core's worth). On accelerator hosts, enough to make
-  # the examples per second that launch/compile.py says the chips consume.
+  # Threads of the trainer's process making training batches, or worker
+  # processes instead (> 0; for the offline corpus, whose on-the-fly mixing
+  # is Python-bound). On accelerator hosts, enough to make the examples per
+  # second that launch/compile.py says the chips consume
+  # (benchmarks/feed_bench.py measures the cost of one example).
+  config.data.threads = 2
   config.data.workers = 0
   # offline corpus (data_pipelines/offline.py); its folder is manual_dir, else
   # <data_dir or $S4JAX_CACHE_DIR or ~/.cache/s4jax>/offline. snr_range and

@@ -1,6 +1,6 @@
 """Input pipelines: built-in synthetic speech data and real-corpus builders.
 
-  input_pipeline  create_train_iterator / create_eval_iterator (tf.data)
+  input_pipeline  create_train_iterator / create_eval_iterator
   synthetic       the built-in dataset: generation, seeding, caching
   offline         the offline Debian corpus: reading it, mixing on the fly
   offline_build   building it (launch/build_corpus.py); offline_sources:
@@ -20,7 +20,7 @@ an iterator is created (never by `s4jax/`).
 
 import os as _os
 
-# TensorFlow serves tf.data and tensorflow-datasets here, which need neither
+# TensorFlow serves tensorflow-datasets here, which need neither
 # its oneDNN kernels nor its INFO banners (on CPUs without AVX-512 oneDNN also
 # logs an error-looking line); the user's own settings win.
 _os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')

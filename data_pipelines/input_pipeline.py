@@ -12,14 +12,15 @@ is index-based and fully determined by the seed:
   replayed.
 * A random crop's offset is a function of `(seed, epoch, example)`.
 
-tf.data runs the NumPy loading in parallel and prefetches; with
-`config.data.deterministic` the batches come out in step order (identical
-bytes on every run), otherwise as soon as they are ready. The loading is
-Python code, so one process feeds about one core's worth of examples;
-`config.data.workers > 0` makes training batches in that many worker
-processes instead (each a pure function of the step, so the batches are
-identical), to feed accelerators that consume more examples per second
-than one core makes (`launch/compile.py` reports the rate a recipe needs).
+Batches are made ahead of the trainer by `config.data.threads` threads of
+this process (NumPy crops and copies release the GIL) or, with
+`config.data.workers > 0`, by
+that many worker processes (for the offline corpus, whose on-the-fly mixing
+is Python-bound); each batch is a pure function of the step, so both give
+the same bytes. With `config.data.deterministic` the batches come out in
+step order (identical bytes on every run), otherwise as soon as they are
+ready. `launch/compile.py` reports the examples per second a recipe's chips
+consume; `benchmarks/feed_bench.py` measures what the pipeline makes.
 
 Batches are dicts of NumPy arrays, per process:
   enhancement: 'noisy', 'clean', 'noise' (b, T) float32;
@@ -32,6 +33,7 @@ Batches are dicts of NumPy arrays, per process:
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import functools
 import math
 import os
@@ -299,7 +301,8 @@ def make_source(config, split: str) -> Source:
   if data.name == 'offline':
     spec = _offline_spec(config, split)
     return _cached_source(('offline', offline_dir(config), spec))
-  from data_pipelines import builders
+  runtime.hide_accelerators_from_tensorflow()  # tfds reads with TensorFlow.
+  from data_pipelines import builders  # pylint: disable=g-import-not-at-top
 
   if data.name not in builders.BUILDERS:
     raise ValueError(
@@ -423,7 +426,7 @@ def _segment_length(config, source: Source, seconds: float) -> int:
 
 
 # ----------------------------------------------------------------------------
-# Batches as NumPy functions of the step, wrapped in tf.data.
+# Batches as NumPy functions of the step, made ahead by threads or processes.
 
 
 def _train_batch_fn(config, source: Source, pi: int, pc: int):
@@ -476,38 +479,47 @@ def _eval_batch_fn(config, source: Source, size: int, pi: int, pc: int):
   return batch, length
 
 
-def _tf():
-  runtime.hide_accelerators_from_tensorflow()
-  import tensorflow as tf  # Deferred: the library never imports TensorFlow.
+def _ordered(submit, first: int, count: int | None, window: int, det: bool):
+  """Results of `submit(step)` for steps `[first, first + count)`.
 
-  return tf
+  Keeps `window` steps in flight. With `det`, results come in step order
+  (identical bytes on every run); otherwise as soon as each is ready.
+  """
+  end = first + count if count is not None else None
+  pending = collections.deque()
+  step = first
+  while True:
+    while len(pending) < window and (end is None or step < end):
+      pending.append(submit(step))
+      step += 1
+    if not pending:
+      return
+    if det:
+      yield pending.popleft().result()
+    else:
+      done, _ = concurrent.futures.wait(
+        pending, return_when=concurrent.futures.FIRST_COMPLETED
+      )
+      first_done = next(f for f in pending if f in done)
+      pending.remove(first_done)
+      yield first_done.result()
 
 
-def _tf_iterator(batch_fn, example: dict, first: int, count: int | None, det):
-  """tf.data over steps [first, first + count) (count None = forever)."""
-  tf = _tf()
-  keys = sorted(example)
-  dtypes = [tf.as_dtype(example[k].dtype) for k in keys]
+def _thread_iterator(
+  batch_fn, first: int, count: int | None, det: bool, threads: int = 2
+):
+  """Batches made by `threads` threads of this process, prefetched.
 
-  def load(step):
-    out = batch_fn(int(step))
-    return [out[k] for k in keys]
-
-  def to_dict(step):
-    arrays = tf.numpy_function(load, [step], dtypes, stateful=False)
-    return {
-      k: tf.ensure_shape(a, example[k].shape)
-      for k, a in zip(keys, arrays, strict=True)
-    }
-
-  end = first + count if count is not None else 2**62
-  ds = tf.data.Dataset.range(first, end)
-  ds = ds.map(to_dict, num_parallel_calls=2, deterministic=det)
-  ds = ds.prefetch(2)
-  options = tf.data.Options()
-  options.deterministic = det
-  options.threading.private_threadpool_size = 2
-  return ds.with_options(options).as_numpy_iterator()
+  The batch functions are NumPy crops, copies and mixing, much of which
+  releases the GIL; no TensorFlow round trip copies the arrays again.
+  """
+  pool = concurrent.futures.ThreadPoolExecutor(threads)
+  try:
+    yield from _ordered(
+      lambda step: pool.submit(batch_fn, step), first, count, 2 * threads, det
+    )
+  finally:
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def create_train_iterator(
@@ -517,7 +529,8 @@ def create_train_iterator(
 
   Args:
     config: the recipe ConfigDict (`task`, `seed`, `data.*`,
-      `train.batch_size` = global batch size, `data.workers`).
+      `train.batch_size` = global batch size, `data.threads`,
+      `data.workers`).
     start_step: the first step to yield; the batches are exactly those an
       uninterrupted run yields from this step on.
     process_index: this process (default `jax.process_index()`).
@@ -540,15 +553,17 @@ def create_train_iterator(
     len(source),
     len(example[source.keys[0]]),
     example[source.keys[0]].shape[-1],
-    f'{workers} worker processes' if workers else 'tf.data threads',
+    f'{workers} worker processes' if workers else 'threads',
   )
   if workers < 0:
     raise ValueError(f'config.data.workers={workers} must be >= 0.')
+  det = bool(config.data.deterministic)
   if workers:
-    return _worker_iterator(config, split, pi, pc, int(start_step), workers)
-  return _tf_iterator(
-    batch_fn, example, int(start_step), None, config.data.deterministic
-  )
+    return _worker_iterator(
+      config, split, pi, pc, int(start_step), workers, det
+    )
+  threads = int(config.data.get('threads', 2) or 2)
+  return _thread_iterator(batch_fn, int(start_step), None, det, threads)
 
 
 # Worker processes: each builds the source and batch function once, then
@@ -566,23 +581,20 @@ def _worker_batch(step: int) -> dict[str, np.ndarray]:
   return _WORKER_BATCH_FN(step)
 
 
-def _worker_iterator(config, split, pi, pc, first: int, workers: int):
+def _worker_iterator(config, split, pi, pc, first: int, workers: int, det):
   """Batches of steps `first, first + 1, ...` made by worker processes.
 
-  Up to `2 * workers` steps are in flight; they are yielded in step order.
+  Up to `2 * workers` steps are in flight.
   """
   from harness import pools  # pylint: disable=g-import-not-at-top
 
   init = functools.partial(_init_worker, config, split, pi, pc)
   pool = pools.process_pool(workers, initializer=init)
-  pending = collections.deque()
   try:
-    step = first
-    while True:
-      while len(pending) < 2 * workers:
-        pending.append(pool.submit(_worker_batch, step))
-        step += 1
-      yield pending.popleft().result()
+    yield from _ordered(
+      lambda step: pool.submit(_worker_batch, step), first, None, 2 * workers,
+      det,
+    )  # fmt: skip
   finally:
     pool.shutdown(wait=False, cancel_futures=True)
 
@@ -590,15 +602,15 @@ def _worker_iterator(config, split, pi, pc, first: int, workers: int):
 class _EvalBatches:
   """One finite pass per iteration; `len()` is the number of batches."""
 
-  def __init__(self, batch_fn, example, num_batches, deterministic):
-    self._fn, self._example = batch_fn, example
+  def __init__(self, batch_fn, num_batches, deterministic):
+    self._fn = batch_fn
     self._n, self._det = num_batches, deterministic
 
   def __len__(self):
     return self._n
 
   def __iter__(self):
-    return _tf_iterator(self._fn, self._example, 0, self._n, self._det)
+    return _thread_iterator(self._fn, 0, self._n, self._det)
 
 
 def create_eval_iterator(
@@ -629,5 +641,4 @@ def create_eval_iterator(
     size = min(size, limit)
   batch_fn, _ = _eval_batch_fn(config, source, size, pi, pc)
   num_batches = -(-size // int(config.eval.batch_size))
-  example = batch_fn(0)
-  return _EvalBatches(batch_fn, example, num_batches, config.data.deterministic)
+  return _EvalBatches(batch_fn, num_batches, config.data.deterministic)

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import re
 from typing import Any
+
+from harness import runtime
 
 __all__ = [
   'CHIPS',
@@ -188,26 +189,6 @@ def _wrap(gen: str, dims: tuple[int, ...]) -> tuple[bool, bool, bool]:
   return tuple(wrap[:3])  # type: ignore[return-value]
 
 
-def _quiet_libtpu_without_chips() -> None:
-  """Gives libtpu a local host description when this host has no TPU.
-
-  Without one, loading libtpu for compile-only devices logs alarming
-  warnings about the accelerator type and worker hostnames. On a TPU VM
-  (chips present) nothing is set, so the runtime's own discovery is kept.
-  """
-  try:
-    from jax._src import hardware_utils  # pylint: disable=g-import-not-at-top
-
-    chips, _ = hardware_utils.num_available_tpu_chips_and_device_id()
-  except Exception:  # pylint: disable=broad-except
-    return
-  if chips:
-    return
-  os.environ.setdefault('TPU_SKIP_MDS_QUERY', '1')
-  os.environ.setdefault('TPU_WORKER_HOSTNAMES', 'localhost')
-  os.environ.setdefault('TPU_ACCELERATOR_TYPE', 'v5litepod-4')
-
-
 def tpu_devices(name: str, num_slices: int = 1) -> list[Any]:
   """Compile-only devices of a TPU topology (`libtpu` must be installed).
 
@@ -232,7 +213,7 @@ def tpu_devices(name: str, num_slices: int = 1) -> list[Any]:
       'Compiling for TPUs needs libtpu: pip install -c constraints.txt '
       '-e ".[tpu]" (Linux x86-64 only).'
     ) from e
-  _quiet_libtpu_without_chips()
+  runtime.quiet_libtpu_without_chips()
   from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
 
   return list(

@@ -60,6 +60,28 @@ def initialize_distributed(mode: str = 'auto') -> None:
   )
 
 
+def quiet_libtpu_without_chips() -> None:
+  """Gives libtpu a local host description when this host has no TPU.
+
+  With libtpu installed (the `[tpu]` extra), JAX loads it at start-up even
+  on a machine without TPU chips, and libtpu then logs alarming errors about
+  the accelerator type and worker hostnames before JAX falls back to the
+  CPU or GPU. On a TPU VM (chips present) nothing is set, so the runtime's
+  own discovery is kept. Call before JAX starts its backends.
+  """
+  try:
+    from jax._src import hardware_utils  # pylint: disable=g-import-not-at-top
+
+    chips, _ = hardware_utils.num_available_tpu_chips_and_device_id()
+  except Exception:  # pylint: disable=broad-except
+    return
+  if chips:
+    return
+  os.environ.setdefault('TPU_SKIP_MDS_QUERY', '1')
+  os.environ.setdefault('TPU_WORKER_HOSTNAMES', 'localhost')
+  os.environ.setdefault('TPU_ACCELERATOR_TYPE', 'v5litepod-4')
+
+
 def hide_accelerators_from_tensorflow() -> None:
   """Keeps TensorFlow (clu writers, tf.data) off GPUs/TPUs: JAX owns them.
 
@@ -178,6 +200,7 @@ def parse_flags(argv: list[str], *, error_status: int = 1) -> list[str]:
   """
   from absl import app, flags  # pylint: disable=g-import-not-at-top
 
+  quiet_libtpu_without_chips()
   kind = help_requested(argv)
   if kind is not None:
     app.usage(shorthelp=kind == 'short', writeto_stdout=True)
