@@ -7,7 +7,15 @@ import optax
 import pytest
 
 from s4jax.layers import s4 as s4_layer
+from tests import fast_compiles
 from tests.ssm import reference
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _fast_compiles():
+  """Small models need no XLA optimisation (compiles dominate here)."""
+  with fast_compiles.unoptimised():
+    yield
 
 
 def _init(layer, shape=(2, 64, 8), seed=0):

@@ -7,6 +7,15 @@ import pytest
 
 from s4jax.models import energy
 from s4jax.models import spiking_s4 as ss4
+from tests import fast_compiles
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _fast_compiles():
+  """Small models need no XLA optimisation (compiles dominate here)."""
+  with fast_compiles.unoptimised():
+    yield
+
 
 RATES = {
   'encoder': 0.3,

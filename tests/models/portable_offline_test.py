@@ -19,6 +19,15 @@ from s4jax.audio import stft as stft_lib
 from s4jax.models import portable, s4m, spiking_s4
 from s4jax.models import s4m_blocks as blocks
 from s4jax.ssm import kernels
+from tests import fast_compiles
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _fast_compiles():
+  """Small models need no XLA optimisation (compiles dominate here)."""
+  with fast_compiles.unoptimised():
+    yield
+
 
 TOL = 1e-4  # Max abs error as a fraction of the reference's peak (float32).
 OP_TOL = 1e-5  # The same for single operations.

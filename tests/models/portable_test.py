@@ -12,6 +12,14 @@ import pytest
 
 from s4jax.audio import stft as stft_lib
 from s4jax.models import portable, spiking_s4
+from tests import fast_compiles
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _fast_compiles():
+  """Small models need no XLA optimisation (compiles dominate here)."""
+  with fast_compiles.unoptimised():
+    yield
 
 
 @pytest.mark.parametrize('window', ['rect', 'hann'])

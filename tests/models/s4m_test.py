@@ -16,6 +16,15 @@ from s4jax import models
 from s4jax.layers import s4 as s4_layer
 from s4jax.models import s4m, summary
 from s4jax.models import s4m_blocks as blocks
+from tests import fast_compiles
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _fast_compiles():
+  """Small models need no XLA optimisation (compiles dominate here)."""
+  with fast_compiles.unoptimised():
+    yield
+
 
 SMALL = dict(
   bottleneck=8,
