@@ -15,13 +15,18 @@ from s4jax.audio import resample as resample_lib
 from s4jax.training import tasks
 
 
+def _init(task, samples):
+  """Task parameters, initialised under jit (one compile, not one per op)."""
+  return jax.jit(task.init, static_argnums=1)(jax.random.key(0), samples)
+
+
 @pytest.fixture(scope='module')
 def spiking():
   """A smoke-size Spiking-S4 with random weights (16 kHz, hop 128)."""
   from configs import demo
 
   config = demo.get_config('smoke=True')
-  params = tasks.create_task(config).init(jax.random.key(0), 2048)
+  params = _init(tasks.create_task(config), 2048)
   return inference.from_run_config(config, params, step=0)
 
 
@@ -31,7 +36,7 @@ def s4m():
   from configs import s4m_tiny
 
   config = s4m_tiny.get_config('smoke=True')
-  params = tasks.create_task(config).init(jax.random.key(0), 2000)
+  params = _init(tasks.create_task(config), 2000)
   model = inference.from_run_config(config, params, step=0)
   # Blocks of 0.1 s with 0.05 s of context: a short stream has several.
   return dataclasses.replace(model, block_seconds=0.1, context_seconds=0.05)
