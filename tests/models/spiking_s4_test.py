@@ -8,8 +8,24 @@ import pytest
 from configs import spiking_s4_ndns, spiking_s4_vbd
 from s4jax import models, spiking
 from s4jax.models import spiking_s4 as ss4
+from tests import fast_compiles
 
 SR = 16000
+
+
+@pytest.fixture(autouse=True)
+def _fast_compiles(request):
+  """Small models need no XLA optimisation (compiles dominate here).
+
+  Not the `slow` full-size float64 comparison: its two paths differ by
+  ~5e-8 (measured on 2 s), and compiled unoptimised a spike flips within
+  its 10 s.
+  """
+  if request.node.get_closest_marker('slow'):
+    yield
+    return
+  with fast_compiles.unoptimised():
+    yield
 
 
 def _count(model, samples=SR):
@@ -238,7 +254,7 @@ def test_gradients_are_finite_and_reach_the_encoder():
     out = model.apply({'params': p}, noisy, train=True)
     return ss4.loss_fn(out, {'noisy': noisy, 'clean': clean}, cfg)[0]
 
-  grads = jax.grad(loss)(params)
+  grads = jax.jit(jax.grad(loss))(params)
   for path, g in jax.tree_util.tree_leaves_with_path(grads):
     assert np.all(np.isfinite(np.asarray(g))), f'non-finite gradient {path}'
   enc = np.asarray(grads['encoder']['kernel'])
