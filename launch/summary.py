@@ -97,6 +97,7 @@ def _energy(config, task, params, seconds: float) -> dict[str, Any] | None:
   model = inference.from_run_config(config, params, task=task)
   if not isinstance(model, inference.SpikingS4Model):
     return None  # Energy per spike is a Spiking-S4 measure.
+  import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
   from data_pipelines import synthetic  # pylint: disable=g-import-not-at-top
@@ -111,7 +112,9 @@ def _energy(config, task, params, seconds: float) -> dict[str, Any] | None:
     seed=int(config.seed),
   )
   noisy = synthetic.make_example(spec, 0)['noisy'].astype(np.float32)
-  out = task.apply(params, jnp.asarray(noisy)[None], train=False)
+  # One compiled program (op by op, the forward pass compiles each op).
+  apply = jax.jit(lambda p, x: task.apply(p, x, train=False))
+  out = apply(params, jnp.asarray(noisy)[None])
   rates = energy.as_float_rates(out['firing_rates'])
   model_config = tasks.model_config_for(config)
   report = energy.report(
