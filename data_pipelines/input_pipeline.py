@@ -543,27 +543,45 @@ def create_train_iterator(
   pi, pc = _hosts(process_index, process_count)
   split = config.data.get('train_split', 'train')
   source = make_source(config, split)
+  workers = _setting(config, 'workers', 0, minimum=0)
+  threads = _setting(config, 'threads', 2, minimum=1)
   batch_fn, _ = _train_batch_fn(config, source, pi, pc)
-  example = batch_fn(int(start_step))
-  workers = int(config.data.get('workers', 0) or 0)
-  logging.info(
-    'Train pipeline: %s/%s, %d examples, batch %d per process, T=%d, %s.',
-    config.data.name,
-    split,
-    len(source),
-    len(example[source.keys[0]]),
-    example[source.keys[0]].shape[-1],
-    f'{workers} worker processes' if workers else 'threads',
-  )
-  if workers < 0:
-    raise ValueError(f'config.data.workers={workers} must be >= 0.')
   det = bool(config.data.deterministic)
   if workers:
-    return _worker_iterator(
+    batches = _worker_iterator(
       config, split, pi, pc, int(start_step), workers, det
     )
-  threads = int(config.data.get('threads', 2) or 2)
-  return _thread_iterator(batch_fn, int(start_step), None, det, threads)
+  else:
+    batches = _thread_iterator(batch_fn, int(start_step), None, det, threads)
+  what = f'{workers} worker processes' if workers else f'{threads} threads'
+  return _logging_first(
+    batches, config, split, len(source), source.keys[0], what
+  )
+
+
+def _setting(config, name: str, default: int, *, minimum: int) -> int:
+  """`config.data.<name>` as an int of at least `minimum`."""
+  value = config.data.get(name, default)
+  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    raise ValueError(
+      f'config.data.{name}={value!r} must be an integer >= {minimum}.'
+    )
+  return value
+
+
+def _logging_first(batches, config, split, size: int, key: str, what: str):
+  """`batches`, logging the pipeline's shape with the first of them."""
+  try:
+    first = next(batches)
+    logging.info(
+      'Train pipeline: %s/%s, %d examples, batch %d per process, T=%d, %s.',
+      config.data.name, split, size, len(first[key]), first[key].shape[-1],
+      what,
+    )  # fmt: skip
+    yield first
+    yield from batches
+  finally:
+    batches.close()
 
 
 # Worker processes: each builds the source and batch function once, then
@@ -602,15 +620,15 @@ def _worker_iterator(config, split, pi, pc, first: int, workers: int, det):
 class _EvalBatches:
   """One finite pass per iteration; `len()` is the number of batches."""
 
-  def __init__(self, batch_fn, num_batches, deterministic):
+  def __init__(self, batch_fn, num_batches, deterministic, threads=2):
     self._fn = batch_fn
-    self._n, self._det = num_batches, deterministic
+    self._n, self._det, self._threads = num_batches, deterministic, threads
 
   def __len__(self):
     return self._n
 
   def __iter__(self):
-    return _thread_iterator(self._fn, 0, self._n, self._det)
+    return _thread_iterator(self._fn, 0, self._n, self._det, self._threads)
 
 
 def create_eval_iterator(
@@ -641,4 +659,5 @@ def create_eval_iterator(
     size = min(size, limit)
   batch_fn, _ = _eval_batch_fn(config, source, size, pi, pc)
   num_batches = -(-size // int(config.eval.batch_size))
-  return _EvalBatches(batch_fn, num_batches, config.data.deterministic)
+  threads = _setting(config, 'threads', 2, minimum=1)
+  return _EvalBatches(batch_fn, num_batches, config.data.deterministic, threads)

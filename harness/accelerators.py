@@ -20,6 +20,7 @@ JAX device per chip); slices of 64 chips and more are tori.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import re
 from typing import Any
@@ -60,8 +61,6 @@ class Chip:
     hbm_bandwidth: device memory bandwidth, bytes per second.
     source: where the figures come from.
     device_kinds: `jax.Device.device_kind` strings of the chip.
-    xla_usable_bytes: HBM XLA's compiler lets a program use (TPU: as libtpu
-      0.0.42 reports when a program exceeds it), or 0 if not known.
   """
 
   name: str
@@ -72,7 +71,6 @@ class Chip:
   hbm_bandwidth: float
   source: str
   device_kinds: tuple[str, ...]
-  xla_usable_bytes: int = 0
 
   def peak(self, compute_dtype: str) -> float:
     """Matrix throughput for a recipe's `train.compute_dtype`."""
@@ -81,40 +79,41 @@ class Chip:
     )
 
 
-def _tpu(name, hbm_gib, tflops, gbps, usable_gib, kinds):
+def _tpu(name, hbm_gib, tflops, gbps, kinds):
   return Chip(
     name, 'tpu', int(hbm_gib * _GIB), tflops * 1e12, tflops * 1e12,
     gbps * 1e9, f'{_TPU_DOCS}{name} (HBM, peak bf16, HBM bandwidth)', kinds,
-    int(usable_gib * _GIB),
   )  # fmt: skip
 
 
-# Cloud TPU system-architecture pages; XLA's usable HBM in the last column.
+# Cloud TPU system-architecture pages.
 CHIPS: dict[str, Chip] = {
-  'v4': _tpu('v4', 32, 275, 1200, 30.75, ('TPU v4',)),
-  'v5e': _tpu('v5e', 16, 197, 819, 15.75, ('TPU v5 lite', 'TPU v5e')),
-  'v5p': _tpu('v5p', 95, 459, 2765, 95.74, ('TPU v5', 'TPU v5p')),
-  'v6e': _tpu('v6e', 32, 918, 1640, 31.25, ('TPU v6 lite', 'TPU v6e')),
+  'v4': _tpu('v4', 32, 275, 1200, ('TPU v4',)),
+  'v5e': _tpu('v5e', 16, 197, 819, ('TPU v5 lite', 'TPU v5e')),
+  'v5p': _tpu('v5p', 95, 459, 2765, ('TPU v5', 'TPU v5p')),
+  'v6e': _tpu('v6e', 32, 918, 1640, ('TPU v6 lite', 'TPU v6e')),
   'h100': Chip(
     'h100',
     'gpu',
-    80 * 10**9,
+    84942979072,
     989.4e12,
     494.7e12,
     3.35e12,
     'NVIDIA H100 Tensor Core GPU datasheet (SXM5: dense BF16 989.4 TFLOPS, '
-    'TF32 494.7 TFLOPS, HBM3 80 GB at 3.35 TB/s)',
+    'TF32 494.7 TFLOPS, HBM3 "80 GB" at 3.35 TB/s); memory as the device '
+    'reports it (XLA h100 spec, device_memory_size: 79.1 GiB)',
     ('NVIDIA H100 80GB HBM3', 'H100'),
   ),  # fmt: skip
   'h200': Chip(
     'h200',
     'gpu',
-    141 * 10**9,
+    141 * _GIB,
     989.4e12,
     494.7e12,
     4.8e12,
     'NVIDIA H200 Tensor Core GPU datasheet (SXM: dense BF16 989 TFLOPS, '
-    'TF32 494.7 TFLOPS, HBM3e 141 GB at 4.8 TB/s)',
+    'TF32 494.7 TFLOPS, HBM3e "141 GB" at 4.8 TB/s; binary units, as the '
+    'H100\'s "80 GB")',
     ('NVIDIA H200',),
   ),  # fmt: skip
 }
@@ -133,9 +132,11 @@ _ALIASES = {'v5': 'v5p', 'v5litepod': 'v5e', 'v6': 'v6e'}
 def chip_for_device(device: Any) -> Chip | None:
   """The `Chip` of a JAX device (by `device_kind`), or None if unknown."""
   kind = getattr(device, 'device_kind', '')
-  for chip in CHIPS.values():
-    if any(kind == k or kind.startswith(k + ' ') for k in chip.device_kinds):
-      return chip
+  for exact in (True, False):  # 'TPU v5 lite ...' is a v5e, not a 'TPU v5'.
+    for chip in CHIPS.values():
+      for k in chip.device_kinds:
+        if kind == k if exact else kind.startswith(k + ' '):
+          return chip
   return None
 
 
@@ -156,10 +157,14 @@ def parse_topology(name: str) -> tuple[str, tuple[int, ...]]:
     )
   dims = tuple(int(x) for x in m.group(2).split('x'))
   want = 3 if gen in ('v4', 'v5p') else 2
-  if len(dims) != want or min(dims) < 1:
+  example = 'v5p:2x2x1.' if want == 3 else 'v5e:2x2.'
+  if len(dims) != want:
     raise TopologyError(
-      f'--topology={name!r}: {gen} topologies have {want} axes, e.g. '
-      + ('v5p:2x2x1.' if want == 3 else 'v5e:2x2.')
+      f'--topology={name!r}: {gen} topologies have {want} axes, e.g. {example}'
+    )
+  if min(dims) < 1:
+    raise TopologyError(
+      f'--topology={name!r}: every axis needs at least 1 chip, e.g. {example}'
     )
   return gen, dims
 
@@ -303,8 +308,14 @@ def gpu_devices(name: str, count: int, target_config: str | None = None):
       name, 'cuda', target_config=text, topology=f'1x1x{int(count)}'
     )
   except Exception as e:  # pylint: disable=broad-except
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    if importlib.util.find_spec('jax_cuda12_plugin') is not None:
+      raise RuntimeError(
+        f'XLA refused the {name} target description ({first}); check '
+        '--gpu_target_config against GpuTargetConfigProto.'
+      ) from e
     raise RuntimeError(
       'Compiling for GPUs needs a CUDA jaxlib (pip install "jax[cuda12]", '
-      f'about 5.6 GB; no GPU or driver needed): {str(e).splitlines()[0]}'
+      f'about 5.6 GB; no GPU or driver needed): {first}'
     ) from e
   return list(desc.devices)

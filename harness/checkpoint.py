@@ -217,10 +217,6 @@ def log_restored(step: int, directory: str) -> None:
   logging.info('Restored checkpoint step %d from %s.', step, directory)
 
 
-def _shardings(tree: Any) -> Any:
-  return jax.tree.map(lambda x: x.sharding, tree)
-
-
 def restore_or_init(
   config: ml_collections.ConfigDict,
   task: tasks_lib.Task,

@@ -24,18 +24,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 import time
 from typing import Any
 
 import ml_collections
 
-from harness import accelerators, hlo_cost
+from harness import accelerators, errors, hlo_cost
 from s4jax.training import program as program_lib
 from s4jax.training import sharding as sharding_lib
 
 __all__ = [
   'HBM_BUDGET',
+  'STEPS',
   'Report',
   'StepReport',
   'analyse',
@@ -46,9 +46,7 @@ __all__ = [
 # Share of a chip's HBM a step may plan for: the rest is left to the
 # runtime, fragmentation and XLA's estimate error.
 HBM_BUDGET = 0.9
-_OOM_WORDS = ('resource_exhausted', 'hbm', 'out of memory', 'exceeds')
-# libtpu: "... memory required for HLO temporaries (35.45G) exceeds ..."
-_REQUIRED = re.compile(r'required for [\w ]+\((\d+(?:\.\d+)?)G\) exceeds')
+STEPS = ('train', 'eval')
 
 
 @dataclasses.dataclass
@@ -137,29 +135,39 @@ class Report:
     bad = [s for s in self.steps.values() if not s.compiled or (
       s.memory['total'] > HBM_BUDGET * self.hbm_bytes)]  # fmt: skip
     step = bad[0]
-    per_chip = max(step.global_batch // self.chips, 1)
     budget = HBM_BUDGET * self.hbm_bytes
+    allowed = f'{HBM_BUDGET:.0%} of {self.hbm_bytes / 2**30:.1f} GiB allowed'
+    where = f'The {step.name} step does not fit a {self.chip.name} chip'
     if step.compiled:
       # Temporaries grow with the batch; arguments (the state) do not.
-      fixed = step.memory['total'] - step.memory['temporaries']
-      scale = max((budget - fixed) / max(step.memory['temporaries'], 1), 0)
       total = step.memory['total']
+      fixed = total - step.memory['temporaries']
+      if fixed >= budget:
+        return (
+          f'{where}: the replicated state alone (arguments and outputs, '
+          f'{fixed / 2**30:.1f} GiB per chip; {allowed}) does not, whatever '
+          'the batch or the number of chips: use a chip with more HBM or a '
+          'smaller model.'
+        )
+      scale = (budget - fixed) / max(step.memory['temporaries'], 1)
     else:
-      scale = budget / step.required_bytes if step.required_bytes else 0.5
       total = step.required_bytes
-    fit = int(per_chip * scale)
+      scale = budget / total if total else 0.5
+    per_chip = max(step.global_batch // self.chips, 1)
+    fit = max(int(per_chip * scale), 1)
     more = max(math.ceil(1 / max(scale, 1e-9)), 2)
-    what = 'eval.batch_size' if step.name == 'eval' else 'train.batch_size'
+    if step.name == 'eval':
+      lower = f'--config.eval.batch_size={fit * self.chips} or less (now '
+      lower += f'{step.global_batch} over {self.chips} chips)'
+    else:
+      lower = f'--per_chip_batch={fit} or less (now {per_chip})'
     dtype = ''
     if self.compute_dtype != 'bfloat16':
       dtype = ", or --config.train.compute_dtype='bfloat16'"
     size = f'needs {total / 2**30:.1f} GiB per chip, ' if total else ''
     return (
-      f'The {step.name} step does not fit a {self.chip.name} chip '
-      f'({size}{HBM_BUDGET:.0%} of {self.hbm_bytes / 2**30:.1f} GiB '
-      f'allowed): use --per_chip_batch={max(fit, 1)} or less (now '
-      f'{per_chip}; {what}), or about {more}x the chips at the same '
-      f'global batch{dtype}.'
+      f'{where} ({size}{allowed}): use {lower}, or about {more}x the chips '
+      f'at the same global batch{dtype}.'
     )
 
   def as_dict(self) -> dict[str, Any]:
@@ -293,13 +301,12 @@ def _compile(name: str, jitted: Any, args: tuple[Any, ...], batch: int):
   except Exception as e:  # pylint: disable=broad-except
     text = str(e)
     first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
-    need = _REQUIRED.search(text)
     return StepReport(
       name,
       compiled=False,
       error=first[:500],
-      out_of_memory=any(w in text.lower() for w in _OOM_WORDS),
-      required_bytes=int(float(need.group(1)) * 2**30) if need else 0,
+      out_of_memory=errors.is_out_of_memory(text),
+      required_bytes=errors.required_bytes(text),
       compile_seconds=time.perf_counter() - start,
       global_batch=batch,
     )
@@ -337,8 +344,12 @@ def compile_recipe(
   Returns:
     A `Report`.
   """
-  if 'train' not in steps:
-    raise ValueError(f'steps={steps} must include train.')
+  unknown = sorted(set(steps) - set(STEPS))
+  if unknown or 'train' not in steps:
+    raise ValueError(
+      f'steps={list(steps)}: must include train, and may include eval '
+      f'(unknown: {unknown or "none"}).'
+    )
   chip = accelerators.chip_for_device(devices[0])
   if chip is None:
     raise ValueError(
@@ -355,12 +366,11 @@ def compile_recipe(
   program = program_lib.Program.build(config, mesh)
   state = program.abstract_state()
   out = {}
-  if 'train' in steps:
-    batch = program_lib.abstract_batch(config, mesh)
-    out['train'] = _compile(
-      'train', program.train_step(state, batch), (state, batch),
-      int(config.train.batch_size),
-    )  # fmt: skip
+  batch = program_lib.abstract_batch(config, mesh)
+  out['train'] = _compile(
+    'train', program.train_step(state, batch), (state, batch),
+    int(config.train.batch_size),
+  )  # fmt: skip
   if 'eval' in steps:
     size = -(-int(config.eval.batch_size) // chips) * chips
     batch = program_lib.abstract_batch(

@@ -16,7 +16,25 @@ class NonFiniteError(RuntimeError):
 USER_ERRORS = (ValueError, FileNotFoundError, CheckpointError, NonFiniteError)
 
 _OOM = re.compile(r'(?i)out of memory|resource_exhausted')
+# libtpu at compile time: "... memory required for HLO temporaries (35.45G)
+# exceeds ..." (units K, M, G or T, powers of 1024).
+_REQUIRED = re.compile(
+  r'required for [\w ]+\((\d+(?:\.\d+)?)([KMGT])\) exceeds'
+)
 _BYTES = re.compile(r'allocating (\d+) bytes')
+
+
+def is_out_of_memory(text: str) -> bool:
+  """Whether an XLA error text says that memory ran out."""
+  return bool(_OOM.search(text) or _REQUIRED.search(text))
+
+
+def required_bytes(text: str) -> int:
+  """Bytes libtpu says a program needs in an out-of-memory text, or 0."""
+  need = _REQUIRED.search(text)
+  if not need:
+    return 0
+  return int(float(need.group(1)) * 1024 ** ('KMGT'.index(need.group(2)) + 1))
 
 
 def out_of_memory_message(error: BaseException) -> str | None:

@@ -17,7 +17,8 @@ the optimised HLO text of the program:
    computation as the entry), and the full cost is
    `F(c) = C(c) + sum over loops w reached from c (T_w F(body_w) - C(body_w))`,
    which replaces the body counted once by its trip count of full bodies
-   (nested loops multiply).
+   (nested loops multiply); XLA counts a `conditional` as its costliest
+   branch, so loops inside branches add the largest branch's correction.
 
 A loop whose trip count cannot be read is counted once and listed in
 `LoopCost.unknown`, so an estimate never silently hides one. Collectives and
@@ -53,6 +54,10 @@ _CALLED = re.compile(
   r'(?:calls|to_apply|true_computation|false_computation|'
   r'called_computations|branch_computations|async_wrapped_computation)='
   r'\{?([%\w.\-, ]+)\}?'
+)
+_BRANCHES = re.compile(
+  r'(?:true_computation|false_computation)=%?([\w.\-]+)|'
+  r'branch_computations=\{([%\w.\-, ]+)\}'
 )
 _TRIP = re.compile(r'"known_trip_count":\{"n":"(\d+)"\}')
 _KEYS = ('flops', 'transcendentals', 'bytes accessed')
@@ -93,10 +98,6 @@ class LoopCost:
   corrected: dict[str, float]
   loops: tuple[Loop, ...]
   unknown: tuple[Loop, ...]
-
-  def extra(self, key: str) -> float:
-    """What the loops add to `counted_once[key]` (>= 0)."""
-    return self.corrected[key] - self.counted_once[key]
 
 
 class Module:
@@ -171,11 +172,25 @@ class Module:
         )
     return found
 
+  def conditionals(self, comp: str) -> list[tuple[str, ...]]:
+    """The branch computations of each `conditional` in `comp`."""
+    out = []
+    for inst in self.instructions.get(comp, {}).values():
+      if ' conditional(' not in ' ' + inst:
+        continue
+      names = []
+      for single, group in _BRANCHES.findall(inst):
+        names += [single] if single else group.split(',')
+      names = [n.strip().lstrip('%') for n in names]
+      out.append(tuple(n for n in names if n in self.spans))
+    return out
+
   def callees(self, comp: str) -> set[str]:
-    """Computations called from `comp` other than by a `while`."""
+    """Computations called from `comp` other than by a `while` or branch."""
     out = set()
     for inst in self.instructions.get(comp, {}).values():
-      if not isinstance(inst, str) or _WHILE.search(' ' + inst):
+      text = ' ' + inst
+      if _WHILE.search(text) or ' conditional(' in text:
         continue
       for group in _CALLED.findall(inst):
         for ref in group.split(','):
@@ -395,22 +410,24 @@ def loop_corrected_cost(text: str) -> LoopCost:
     return tuple(float(cost[k] + g) for k, g in zip(_KEYS, gemms, strict=True))
 
   @functools.cache
-  def reached_loops(comp: str) -> tuple[Loop, ...]:
-    found = list(by_comp.get(comp, ()))
+  def extra(comp: str) -> np.ndarray:
+    """What the loops reached from `comp` add to XLA's count of `comp`."""
+    total = np.zeros(len(_KEYS))
+    for loop in by_comp.get(comp, ()):
+      if loop.trip_count is not None:
+        body = np.asarray(counted_once(loop.body))
+        total += loop.trip_count * (body + extra(loop.body)) - body
+    for branches in module.conditionals(comp):
+      # XLA costs a conditional as its most expensive branch, key by key
+      # (HloCostAnalysis::HandleConditional): add the largest correction.
+      if branches:
+        total += np.max([extra(b) for b in branches], axis=0)
     for callee in sorted(module.callees(comp)):
-      found += reached_loops(callee)
-    return tuple(found)
+      total += extra(callee)
+    return total
 
-  @functools.cache
   def full(comp: str) -> tuple[float, ...]:
-    total = list(counted_once(comp))
-    for loop in reached_loops(comp):
-      if loop.trip_count is None:
-        continue
-      once, body = counted_once(loop.body), full(loop.body)
-      for i in range(len(total)):
-        total[i] += loop.trip_count * body[i] - once[i]
-    return tuple(total)
+    return tuple(float(x) for x in np.asarray(counted_once(comp)) + extra(comp))
 
   entry = module.entry
   return LoopCost(

@@ -25,6 +25,7 @@ rest of `s4jax.training` is pure JAX.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -139,10 +140,6 @@ class _PreemptionFlag:
       synced = multihost_utils.reached_preemption_sync_point(step)
       return synced or self.requested
     return self.requested
-
-
-def _shardings(tree: Any) -> Any:
-  return jax.tree.map(lambda x: x.sharding, tree)
 
 
 def _meta(
@@ -404,7 +401,14 @@ def _train(run: _Run, initial_params: Any = None) -> TrainResult:
   progress = progress_lib.Progress(start, num_steps, config.train.log_every)
   last_saved = start
   progress.begin(time.monotonic())
-  with metric_writers.ensure_flushes(writer), _PreemptionFlag() as flag:
+  # Closing the iterator stops its threads or worker processes, also when
+  # the loop ends on an error.
+  closing = getattr(train_iter, 'close', None)
+  with (
+    metric_writers.ensure_flushes(writer),
+    _PreemptionFlag() as flag,
+    contextlib.closing(train_iter) if closing else contextlib.nullcontext(),
+  ):
     for step in range(start + 1, num_steps + 1):
       with jax.profiler.StepTraceAnnotation('train', step_num=step):
         host = next(train_iter)

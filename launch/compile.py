@@ -65,7 +65,10 @@ _NUM_SLICES = flags.DEFINE_integer(
   'num_slices', 1, 'TPU slices of --topology joined over the network.'
 )
 _GPU = flags.DEFINE_string(
-  'gpu', None, 'Compile for GPUs instead: h100 or h200 (needs jax[cuda12]).'
+  'gpu',
+  None,
+  'Compile for GPUs instead (needs jax[cuda12]): h100 (built-in target '
+  'description), or h200 with --gpu_target_config.',
 )
 _GPUS = flags.DEFINE_integer('gpus', 8, 'GPUs (with --gpu), on one host.')
 _GPU_TARGET = flags.DEFINE_string(
@@ -160,6 +163,8 @@ def _print_step(report, step) -> None:
 
 
 def _print(report) -> None:
+  from harness import compile_report  # pylint: disable=g-import-not-at-top
+
   chip = report.chip
   print(
     f'{report.recipe} on {report.topology}: {report.chips} chips, '
@@ -178,7 +183,8 @@ def _print(report) -> None:
       f'{_duration(seconds * report.num_steps)}; the chips would consume '
       f'{report.examples_per_second():.3g} examples/s'
     )
-  print(report.advice() or f'fits: every step within 90 % of {chip.name} HBM')
+  budget = compile_report.HBM_BUDGET
+  print(report.advice() or f'fits: every step within {budget:.0%} of HBM')
 
 
 def main(argv):

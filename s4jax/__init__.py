@@ -27,7 +27,7 @@ from __future__ import annotations
 import importlib
 import typing
 
-__version__ = '0.1.0'
+__version__ = '0.2.0.dev0'
 
 __all__ = [
   'audio',

@@ -1,7 +1,8 @@
 """Shared test setup: fast XLA compiles for the training-loop tests.
 
 Modules under `tests/training/` and `tests/harness/` run toy models, which
-need no XLA optimisation, and share one compile cache. The settings are
+need no XLA optimisation, and share one compile cache (a module that
+reads optimised programs sets `OPTIMISED_XLA = True`). The settings are
 restored after each module, so tests elsewhere in the same session run with
 JAX's defaults.
 
@@ -37,7 +38,9 @@ def _xla_cache_dir(tmp_path_factory):
 @pytest.fixture(scope='module', autouse=True)
 def _fast_compiles(request):
   """Toy models need no XLA optimisation; identical steps compile once."""
-  if pathlib.Path(str(request.path)).parent.name not in _FAST_DIRS:
+  if pathlib.Path(str(request.path)).parent.name not in _FAST_DIRS or getattr(
+    request.module, 'OPTIMISED_XLA', False
+  ):
     yield
     return
   _xla_cache_dir = request.getfixturevalue('_xla_cache_dir')

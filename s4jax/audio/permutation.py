@@ -11,8 +11,9 @@ first in `itertools.permutations` order) and uses the Hungarian algorithm
 jitted, differentiated training step, where the exhaustive search must be a
 traced JAX computation (the loss is gathered from the pairwise matrix at the
 chosen permutation, so its gradient is exact); a NumPy search there would
-need a host callback on every step. Its Hungarian path already is such a
-callback, for more sources than an exhaustive search can afford.
+need a host callback on every step. For more sources than an exhaustive
+search can afford it solves the assignment on the device too
+(`s4jax.audio.pit.linear_sum_assignment`).
 
 Pure NumPy/SciPy: no files, no JAX.
 """

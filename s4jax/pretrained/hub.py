@@ -92,7 +92,11 @@ def default_root() -> str:
   The package folder is `s4jax/pretrained/` of the install (of the checkout,
   with an editable install): the models shipped as package data.
   """
-  return os.environ.get(ENV_VAR) or os.path.dirname(os.path.abspath(__file__))
+  return os.environ.get(ENV_VAR) or _PACKAGE_DIR
+
+
+# The models shipped as package data, whose cards must carry their sums.
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def _root(root: str | None) -> str:
@@ -132,8 +136,9 @@ def model_dir(name: str, root: str | None = None) -> str:
       a folder that lacks a required file (named).
   """
   root = _root(root)
-  folder = os.path.join(root, name)
-  if not NAME_PATTERN.match(name or '') or not os.path.isdir(folder):
+  text = name if isinstance(name, str) else ''
+  folder = os.path.join(root, text)
+  if not NAME_PATTERN.match(text) or not os.path.isdir(folder):
     names = available(root)
     have = (
       f'available: {", ".join(names)}'
@@ -315,7 +320,14 @@ def check_params(
     path: the parameter file, for the message.
     task: `create_task(config)`, if already built.
   """
-  differences = summary.param_differences(params, expected_params(config, task))
+  try:
+    expected = expected_params(config, task)
+  except (ValueError, TypeError, KeyError, AttributeError) as e:
+    raise PretrainedError(
+      f'The {CONFIG_FILE} beside {path} does not describe a model this '
+      f'version of s4jax can build: {e}'
+    ) from None
+  differences = summary.param_differences(params, expected)
   if differences:
     raise PretrainedError(
       f'{path} does not match the model of its {CONFIG_FILE} '
@@ -359,6 +371,13 @@ def load_dir(folder: str, *, seofp: bool = False) -> inference.SpeechModel:
       f'build: {e}'
     ) from None
   card = read_card(folder)
+  key = 'seofp_sha256' if seofp else 'params_sha256'
+  if os.path.dirname(folder) == _PACKAGE_DIR and key not in card:
+    raise PretrainedError(
+      f'{os.path.join(folder, CARD_FILE)} has lost the {key} of its front '
+      'matter (the --- block at its top), so the shipped weights cannot be '
+      'checked. Restore the card (e.g. reinstall s4jax).'
+    )
   if seofp:
     params, path = read_seofp(folder, card), os.path.join(folder, SEOFP_FILE)
   else:

@@ -9,6 +9,7 @@ parameter rule would map weight dimensions to it. Axis types are `Auto`
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,8 +59,15 @@ def create_mesh(
       f'model_axis_size={model_axis_size} must divide the device count {count}.'
     )
   shape = (count // model_axis_size, model_axis_size)
-  slices = {getattr(d, 'slice_index', 0) for d in devices}
+  slices = collections.Counter(getattr(d, 'slice_index', 0) for d in devices)
   if len(slices) > 1:
+    per_slice = set(slices.values())
+    if len(per_slice) > 1 or min(per_slice) % model_axis_size:
+      raise ValueError(
+        f'Slices of {sorted(slices.values())} devices with '
+        f'model_axis_size={model_axis_size}: slices must be of one size and '
+        'the model axis must fit within one slice (divide its devices).'
+      )
     grid = mesh_utils.create_hybrid_device_mesh(
       (shape[0] // len(slices), model_axis_size),
       (len(slices), 1),

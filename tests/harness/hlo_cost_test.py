@@ -12,6 +12,9 @@ from harness import accelerators, hlo_cost
 from s4jax.training import sharding
 from tests import tpu_target
 
+# What `launch/compile.py` reads is XLA's optimised program: test on it.
+OPTIMISED_XLA = True
+
 M, K = 32, 64
 MATMUL = 2 * M * K * K  # flops of one (M, K) @ (K, K) product
 
@@ -76,6 +79,20 @@ def test_scan_over_layers_counts_every_layer():
   assert expected <= cost.corrected['flops'] <= expected * 1.1, cost.corrected
   # Bytes grow with the trip count too: each layer reads its (K, K) weights.
   assert cost.corrected['bytes accessed'] >= 16 * K * K * 4, cost.corrected
+
+
+def test_loops_in_branches_count_the_costliest_branch_once():
+  # XLA counts a conditional as its costliest branch: 10 matmuls, not 15.
+  def f(p, x, w):
+    ten = lambda x: jax.lax.fori_loop(0, 10, lambda i, c: c @ w, x)  # noqa: E731
+    five = lambda x: jax.lax.fori_loop(0, 5, lambda i, c: c @ w, x)  # noqa: E731
+    return jax.lax.cond(p.sum() > 0, ten, five, x).sum()
+
+  cost = hlo_cost.loop_corrected_cost(_text(f, (), (M, K), (K, K)))
+  assert sorted(x.trip_count for x in cost.loops) == [5, 10], cost.loops
+  expected = 10 * MATMUL
+  got = cost.corrected['flops']
+  assert expected <= got <= expected * 1.1, (expected, got)
 
 
 def test_data_dependent_loop_is_counted_once_and_listed():

@@ -6,6 +6,7 @@ a checkout (launch/_checkout.py). The pretrained models are package data.
 """
 
 import hashlib
+import re
 import tarfile
 import zipfile
 
@@ -52,6 +53,13 @@ def test_wheel_installs_s4jax_alone_with_the_pretrained_models(dists):
       got = hashlib.sha256(wheel.read(path)).hexdigest()
       assert got == digest, f'{path} differs in the wheel'
     assert 's4jax/pretrained/hub.py' in names
+    meta = next(n for n in names if n.endswith('.dist-info/METADATA'))
+    version = re.search(r'^Version: (\S+)$', wheel.read(meta).decode(), re.M)
+    init = wheel.read('s4jax/__init__.py').decode()
+    assert version and f"__version__ = '{version[1]}'" in init, (
+      f'the wheel is version {version and version[1]}; s4jax.__version__ '
+      'in s4jax/__init__.py must say the same (pyproject.toml [project])'
+    )
 
 
 def test_sdist_holds_the_library_and_its_metadata_only(dists):

@@ -220,6 +220,40 @@ def test_params_of_another_model_say_what_differs(toy):
     hub.from_pretrained(NAME, root=root)
 
 
+def test_config_field_of_the_wrong_type_is_named_not_a_traceback(toy):
+  root, folder, _ = toy
+  path = os.path.join(folder, 'config.json')
+  with open(path) as f:
+    config = json.load(f)
+  config['model']['hidden'] = 'abc'
+  with open(path, 'w') as f:
+    json.dump(config, f)
+  with pytest.raises(hub.PretrainedError, match='does not describe a model'):
+    hub.from_pretrained(NAME, root=root)
+
+
+def test_a_shipped_card_without_its_checksums_is_refused(toy, monkeypatch):
+  root, folder, _ = toy
+  monkeypatch.setattr(hub, '_PACKAGE_DIR', os.path.abspath(root))
+  hub.from_pretrained(NAME, root=root)  # The intact card: loads.
+  card = os.path.join(folder, 'MODEL_CARD.md')
+  with open(card, encoding='utf-8') as f:
+    text = f.read()
+  with open(card, 'w', encoding='utf-8') as f:  # The closing --- is lost.
+    f.write(text.replace('---\n\n#', '\n#'))
+  for seofp, key in ((False, 'params_sha256'), (True, 'seofp_sha256')):
+    with pytest.raises(hub.PretrainedError, match=f'has lost the {key}'):
+      hub.from_pretrained(NAME, root=root, seofp=seofp)
+
+
+def test_a_name_that_is_not_a_string_is_unknown(toy):
+  root, _, _ = toy
+  with pytest.raises(
+    hub.PretrainedError, match='Unknown pretrained model None'
+  ):
+    hub.from_pretrained(None, root=root)
+
+
 def test_hand_written_separation_folder_without_front_matter_loads(tmp_path):
   """The three files alone (no front matter) make a usable model."""
   folder, params = _write_model(str(tmp_path), 'toy_sep', 'separation')
