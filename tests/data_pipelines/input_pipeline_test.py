@@ -158,6 +158,38 @@ def test_uneven_global_batch_is_rejected(tmp_path):
     _train(c, process_index=0, process_count=2)
 
 
+@pytest.mark.parametrize('setting', ['threads', 'workers'])
+def test_bad_thread_and_worker_counts_are_refused(tmp_path, setting):
+  c = _config(tmp_path)
+  c.data[setting] = -1
+  with pytest.raises(ValueError, match=f'config.data.{setting}=-1 must be'):
+    _train(c)
+
+
+def _steps_of(step):
+  if step == 5:
+    raise RuntimeError('batch 5 is broken')
+  return {'step': np.array([step])}
+
+
+@pytest.mark.parametrize('deterministic', [True, False])
+def test_prefetch_yields_each_step_once_and_raises_a_failed_batch(
+  deterministic,
+):
+  steps = input_pipeline._thread_iterator(  # pylint: disable=protected-access
+    _steps_of, 0, 5, deterministic, threads=3
+  )
+  got = [int(b['step'][0]) for b in steps]
+  want = [0, 1, 2, 3, 4]
+  assert (got if deterministic else sorted(got)) == want, got
+  failing = input_pipeline._thread_iterator(  # pylint: disable=protected-access
+    _steps_of, 3, None, True, threads=2
+  )
+  assert [int(next(failing)['step'][0]) for _ in range(2)] == [3, 4]
+  with pytest.raises(RuntimeError, match='batch 5 is broken'):
+    next(failing)
+
+
 def test_voicebank_pipeline_resamples_to_model_rate(voicebank_dir, tmp_path):
   c = _config(
     tmp_path,
