@@ -197,16 +197,34 @@ def best_perm_exhaustive(pw: jnp.ndarray) -> jnp.ndarray:
   cols = jnp.arange(num_sources)
   bad = jnp.sum(_bad_count(pw)[:, perms, cols], axis=-1)  # (B, P)
   finite = jnp.where(jnp.isfinite(pw), pw, 0)
+  # Scaled into [-1, 1] per example, so that the mean of entries near the
+  # float limit cannot overflow (the order of the means is unchanged).
+  finite = _unit_scaled(finite, axis=(-2, -1))
   finite_mean = jnp.mean(finite[:, perms, cols], axis=-1)  # (B, P)
   fewest_bad = bad == jnp.min(bad, axis=-1, keepdims=True)
   loss_set = jnp.where(fewest_bad, finite_mean, jnp.inf)
   return perms[jnp.argmin(loss_set, axis=-1)]
 
 
+def _unit_scaled(x: jnp.ndarray, axis) -> jnp.ndarray:
+  """`x / 2**e` with `2**e` the power of two above `max |x|` over `axis`.
+
+  Exact (a power of two), and done as two multiplications by normal
+  powers of two: XLA turns a division by a scalar into a multiplication by
+  its reciprocal, which for a maximum near the float limit is subnormal and
+  flushed to zero.
+  """
+  _, e = jnp.frexp(jnp.max(jnp.abs(x), axis=axis, keepdims=True))
+  half = e // 2
+  one = jnp.ones((), x.dtype)
+  return x * jnp.ldexp(one, -half) * jnp.ldexp(one, half - e)
+
+
 def _finite_cost(cost: jnp.ndarray) -> jnp.ndarray:
   """`(S, S)` cost with finite entries in [-1, 1] and non-finite ones at ±big.
 
-  Dividing by the largest finite magnitude does not change the best
+  Dividing by a power of two above the largest finite magnitude
+  (`_unit_scaled`) does not change the best
   assignment. NaN and +inf become `big = 2 S + 1` and -inf becomes `-big`;
   as any `S` entries in [-1, 1] sum to within `2 S < big` of each other, an
   assignment with fewer (NaN or +inf) minus (-inf) entries always costs less,
@@ -218,11 +236,10 @@ def _finite_cost(cost: jnp.ndarray) -> jnp.ndarray:
   """
   num = cost.shape[-1]
   finite = jnp.isfinite(cost)
-  scale = jnp.max(jnp.where(finite, jnp.abs(cost), 0))
-  scale = jnp.where(scale > 0, scale, 1)
+  scaled = _unit_scaled(jnp.where(finite, cost, 0), axis=None)
   big = 2.0 * num + 1.0
   return jnp.where(
-    finite, cost / scale, jnp.where(cost == -jnp.inf, -big, big)
+    finite, scaled, jnp.where(cost == -jnp.inf, -big, big)
   ).astype(cost.dtype)
 
 

@@ -279,6 +279,19 @@ def test_exhaustive_equals_hungarian(num):
   np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+@pytest.mark.parametrize('method', ['exhaustive', 'hungarian'])
+def test_search_survives_entries_near_the_float_limit(method):
+  # Means of entries near 3.4e38 overflow, and a division by their maximum
+  # becomes a subnormal reciprocal that XLA flushes to zero; the best
+  # assignment of a scaled-down copy is the reference (scale-invariant).
+  rng = np.random.default_rng(11)
+  small = rng.uniform(0.5, 1.0, (32, 3, 3)).astype(np.float32)
+  find = jax.jit(pit.find_best_perm, static_argnums=1)
+  got = np.asarray(find(jnp.asarray(small * np.float32(3e38)), method))
+  want = np.asarray(find(jnp.asarray(small), method))
+  np.testing.assert_array_equal(got, want, err_msg=method)
+
+
 def test_hungarian_many_sources_matches_scipy_and_grad():
   est, tgt, true_perm = _problem(2, 5, length=1000, seed=4)
   assert pit.MAX_EXHAUSTIVE_SOURCES < 5, 'S=5 should take the Hungarian path'
