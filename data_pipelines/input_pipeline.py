@@ -553,10 +553,15 @@ def create_train_iterator(
     )
   else:
     batches = _thread_iterator(batch_fn, int(start_step), None, det, threads)
-  what = f'{workers} worker processes' if workers else f'{threads} threads'
-  return _logging_first(
-    batches, config, split, len(source), source.keys[0], what
-  )
+  first = next(batches)  # Errors in the settings surface here, not later.
+  key = source.keys[0]
+  logging.info(
+    'Train pipeline: %s/%s, %d examples, batch %d per process, T=%d, %s.',
+    config.data.name, split, len(source), len(first[key]),
+    first[key].shape[-1],
+    f'{workers} worker processes' if workers else f'{threads} threads',
+  )  # fmt: skip
+  return _chained(first, batches)
 
 
 def _setting(config, name: str, default: int, *, minimum: int) -> int:
@@ -569,15 +574,9 @@ def _setting(config, name: str, default: int, *, minimum: int) -> int:
   return value
 
 
-def _logging_first(batches, config, split, size: int, key: str, what: str):
-  """`batches`, logging the pipeline's shape with the first of them."""
+def _chained(first, batches):
+  """`first`, then `batches`; closing this closes `batches`."""
   try:
-    first = next(batches)
-    logging.info(
-      'Train pipeline: %s/%s, %d examples, batch %d per process, T=%d, %s.',
-      config.data.name, split, size, len(first[key]), first[key].shape[-1],
-      what,
-    )  # fmt: skip
     yield first
     yield from batches
   finally:
