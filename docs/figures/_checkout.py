@@ -21,3 +21,9 @@ ROOT = os.path.dirname(
 
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
+
+# With libtpu installed (the `[tpu]` extra) but no TPU here, JAX would log
+# libtpu's start-up errors before it falls back to the CPU or GPU.
+from harness import runtime  # noqa: E402
+
+runtime.quiet_libtpu_without_chips()
