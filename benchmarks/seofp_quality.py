@@ -50,7 +50,7 @@ from configs import spiking_s4_ndns_seofp
 from data_pipelines import input_pipeline
 from harness import checkpoint, evaluation, trainer
 from s4jax.quant import intadd, rules, seofp
-from s4jax.training import optim, sharding, steps, tasks
+from s4jax.training import program, sharding, steps, tasks
 
 METRICS = ('si_snr', 'si_snri', 'pesq_wb')
 VARIANTS = {'float': None, 'seofp5': 5, 'seofp8': 8}
@@ -117,16 +117,14 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
 def load_params(config: ml_collections.ConfigDict, workdir: str) -> Any:
   """The float32 master parameters of the run's latest checkpoint."""
-  mesh = sharding.create_mesh()
-  task = tasks.create_task(config)
-  tx = optim.create_optimizer(config.optimizer, int(config.train.num_steps))
+  run = program.Program.build(config, sharding.create_mesh())
   ckpt = checkpoint.Checkpointer(
     checkpoint.checkpoint_dir(os.path.abspath(workdir)), read_only=True
   )
   try:
     if ckpt.latest_step() != int(config.train.num_steps):
       raise RuntimeError(f'{workdir} has no final checkpoint; train first.')
-    return checkpoint.restore_or_init(config, task, tx, mesh, ckpt).params
+    return checkpoint.restore_or_init(run, ckpt).params
   finally:
     ckpt.close()
 

@@ -27,7 +27,6 @@ from harness import errors, evaluation
 from s4jax import models
 from s4jax.training import program as program_lib
 from s4jax.training import state as state_lib
-from s4jax.training import tasks as tasks_lib
 
 SUBDIR = 'checkpoints'
 
@@ -218,19 +217,16 @@ def log_restored(step: int, directory: str) -> None:
 
 
 def restore_or_init(
-  config: ml_collections.ConfigDict,
-  task: tasks_lib.Task,
-  tx: Any,
-  mesh: jax.sharding.Mesh,
+  program: program_lib.Program,
   checkpointer: Checkpointer,
   step: int | None = None,
 ) -> state_lib.TrainState:
   """The state at `step` (default: latest), or a fresh one if none exist.
 
-  The state is placed on `mesh` (`program.Program.abstract_state`), whatever
-  mesh the checkpoint was written from.
+  The state is placed on the program's mesh
+  (`program.Program.abstract_state`), whatever mesh the checkpoint was
+  written from.
   """
-  program = program_lib.Program(config, mesh, task, tx, lr_fn=None)
   step = checkpointer.latest_step() if step is None else step
   if step is None:
     return program.init_state()

@@ -367,9 +367,7 @@ def with_initial_params(state, params: Any):
 
 def _train(run: _Run, initial_params: Any = None) -> TrainResult:
   config, workdir = run.config, run.workdir
-  state = ckpt_lib.restore_or_init(
-    config, run.task, run.tx, run.mesh, run.checkpointer
-  )
+  state = ckpt_lib.restore_or_init(run.program, run.checkpointer)
   start = int(state.step)
   if initial_params is not None and start == 0:
     state = with_initial_params(state, initial_params)
@@ -564,9 +562,7 @@ def evaluate_checkpoint(
       checkpointer, workdir, config, step, REPORT_SUBDIR
     )
     run = _Run(config, workdir, input_pipeline, metric_fn, checkpointer)
-    state = ckpt_lib.restore_or_init(
-      config, run.task, run.tx, run.mesh, checkpointer, step=step
-    )
+    state = ckpt_lib.restore_or_init(run.program, checkpointer, step=step)
     res = run.evaluate(state.params, split=split)
     paths = None
     if jax.process_index() == 0:

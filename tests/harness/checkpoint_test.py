@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from harness import checkpoint, evaluation, trainer
-from s4jax.training import optim, sharding, tasks, testing
+from s4jax.training import program, sharding, testing
 from tests.training import toy_config
 
 # After the deliberately failed restore of a corrupt checkpoint, a background
@@ -159,11 +159,9 @@ def test_resolve_step_latest_number_best_and_errors(tmp_path):
 
 def test_restore_or_init_is_fresh_without_checkpoints_then_restores(tmp_path):
   config = toy_config.get_config()
-  task = tasks.create_task(config)
-  tx = optim.create_optimizer(config.optimizer, 8)
-  mesh = sharding.create_mesh()
+  run = program.Program.build(config, sharding.create_mesh())
   ckpt = checkpoint.Checkpointer(str(tmp_path), asynchronous=False)
-  fresh = checkpoint.restore_or_init(config, task, tx, mesh, ckpt)
+  fresh = checkpoint.restore_or_init(run, ckpt)
   assert int(fresh.step) == 0, (
     f'expected a fresh state at step 0, got {fresh.step}'
   )
@@ -171,7 +169,7 @@ def test_restore_or_init_is_fresh_without_checkpoints_then_restores(tmp_path):
   meta = {'config': json.loads(config.to_json_best_effort())}
   ckpt.save(5, saved, meta=meta)
   ckpt.wait()
-  back = checkpoint.restore_or_init(config, task, tx, mesh, ckpt)
+  back = checkpoint.restore_or_init(run, ckpt)
   assert int(back.step) == 5, f'expected the saved step 5, got {back.step}'
   for a, b in zip(
     jax.tree.leaves(saved.params), jax.tree.leaves(back.params), strict=True

@@ -32,7 +32,7 @@ import jax
 import numpy as np
 jax.config.update('jax_disable_most_optimizations', True)
 from harness import checkpoint, trainer
-from s4jax.training import optim, sharding, tasks, testing
+from s4jax.training import optim, program, sharding, tasks, testing
 from tests.training import toy_config
 
 mode, root = sys.argv[1], sys.argv[2]
@@ -106,13 +106,7 @@ else:
   ckpt = checkpoint.Checkpointer(
     checkpoint.checkpoint_dir(workdir), read_only=True
   )
-  state = checkpoint.restore_or_init(
-    config,
-    tasks.create_task(config),
-    optim.create_optimizer(config.optimizer, steps),
-    mesh,
-    ckpt,
-  )
+  state = checkpoint.restore_or_init(program.Program.build(config, mesh), ckpt)
   ckpt.close()
   saved = dict(np.load(os.path.join(root, 'part.npz')))
   restored = flat(state.params)

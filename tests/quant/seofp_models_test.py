@@ -28,7 +28,7 @@ from harness import checkpoint, evaluation, trainer
 from s4jax.audio import stft
 from s4jax.models import s4m, spiking_s4
 from s4jax.quant import intadd, packing, rules, seofp
-from s4jax.training import optim, sharding, tasks
+from s4jax.training import program, sharding, tasks
 
 U = 2.0**-24  # float32 unit roundoff.
 
@@ -182,16 +182,13 @@ def test_s4m_int_add_matches_float_path_on_quantised_weights():
 
 
 def _restore_params(config, workdir):
-  task = tasks.create_task(config)
-  tx = optim.create_optimizer(config.optimizer, int(config.train.num_steps))
+  run = program.Program.build(config, sharding.create_mesh())
   ckpt = checkpoint.Checkpointer(
     checkpoint.checkpoint_dir(str(workdir)), read_only=True
   )
   try:
     step = ckpt.latest_step()
-    state = checkpoint.restore_or_init(
-      config, task, tx, sharding.create_mesh(), ckpt
-    )
+    state = checkpoint.restore_or_init(run, ckpt)
   finally:
     ckpt.close()
   return step, jax.device_get(state.params)
