@@ -64,8 +64,7 @@ def examples_per_second(
   start = time.perf_counter()
   _ = list(itertools.islice(it, steps))
   rate = steps * BATCH / (time.perf_counter() - start)
-  if hasattr(it, 'close'):
-    it.close()
+  it.close()
   return rate
 
 

@@ -514,9 +514,14 @@ def _thread_iterator(
   releases the GIL; no TensorFlow round trip copies the arrays again.
   """
   pool = concurrent.futures.ThreadPoolExecutor(threads)
+  return _prefetched(pool, batch_fn, first, count, 2 * threads, det)
+
+
+def _prefetched(pool, fn, first: int, count: int | None, window: int, det):
+  """`_ordered` over `pool.submit(fn, step)`; the pool ends with it."""
   try:
     yield from _ordered(
-      lambda step: pool.submit(batch_fn, step), first, count, 2 * threads, det
+      lambda step: pool.submit(fn, step), first, count, window, det
     )
   finally:
     pool.shutdown(wait=False, cancel_futures=True)
@@ -607,13 +612,7 @@ def _worker_iterator(config, split, pi, pc, first: int, workers: int, det):
 
   init = functools.partial(_init_worker, config, split, pi, pc)
   pool = pools.process_pool(workers, initializer=init)
-  try:
-    yield from _ordered(
-      lambda step: pool.submit(_worker_batch, step), first, None, 2 * workers,
-      det,
-    )  # fmt: skip
-  finally:
-    pool.shutdown(wait=False, cancel_futures=True)
+  return _prefetched(pool, _worker_batch, first, None, 2 * workers, det)
 
 
 class _EvalBatches:

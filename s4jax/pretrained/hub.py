@@ -86,6 +86,10 @@ class PretrainedError(ValueError):
 # Where models live ------------------------------------------------------------
 
 
+# The models shipped as package data, whose cards must carry their sums.
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
 def default_root() -> str:
   """`$S4JAX_PRETRAINED_DIR` if set, else this package's folder.
 
@@ -93,10 +97,6 @@ def default_root() -> str:
   with an editable install): the models shipped as package data.
   """
   return os.environ.get(ENV_VAR) or _PACKAGE_DIR
-
-
-# The models shipped as package data, whose cards must carry their sums.
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def _root(root: str | None) -> str:
